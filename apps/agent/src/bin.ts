@@ -1,0 +1,67 @@
+#!/usr/bin/env node
+/** `burrow` command: parse, load the key, run the agent until Ctrl-C. Usage errors exit 2. */
+import { Agent } from './agent';
+import { parseAgentArgs, USAGE, UsageError } from './cli';
+import { defaultKeyPath, KeyFileError, loadOrCreateKey } from './keyStore';
+import { attachHumanOutput, attachJsonOutput } from './output';
+import { AGENT_VERSION } from './version';
+
+function main(): void {
+  let command: ReturnType<typeof parseAgentArgs>;
+  try {
+    command = parseAgentArgs(process.argv.slice(2), process.env);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`burrow: ${err.message}\n\n${USAGE}`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  if (command.kind === 'help') {
+    process.stdout.write(USAGE);
+    return;
+  }
+  if (command.kind === 'version') {
+    process.stdout.write(`burrow ${AGENT_VERSION}\n`);
+    return;
+  }
+  const keyPath = command.keyFile ?? defaultKeyPath();
+  let key: ReturnType<typeof loadOrCreateKey>;
+  try {
+    key = loadOrCreateKey(keyPath);
+  } catch (err) {
+    process.stderr.write(`burrow: ${(err as Error).message}\n`);
+    process.exit(err instanceof KeyFileError ? 2 : 1);
+  }
+  const log = (line: string): void => {
+    process.stderr.write(line);
+  };
+  if (key.created) log(`burrow: created a new key at ${key.path}\n`);
+  if (key.looseMode !== undefined) log(`burrow: warning: ${key.path} is readable by others (mode ${key.looseMode.toString(8)}); run chmod 600 on it\n`);
+  const agent = new Agent({
+    relay: command.relay,
+    target: command.target,
+    keyPair: key.keyPair,
+    hostHeader: command.hostHeader,
+    insecureLocalTls: command.insecureLocalTls,
+    deadAfterMs: command.deadAfterMs,
+    ...(command.subdomain !== undefined ? { subdomain: command.subdomain } : {}),
+    ...(command.session !== undefined ? { session: command.session } : {}),
+  });
+  if (command.json) attachJsonOutput(agent, (l) => process.stdout.write(l));
+  else attachHumanOutput(agent, command.target, (l) => process.stdout.write(l), process.stdout.isTTY === true);
+  agent.on('fatal', () => {
+    process.exitCode = 1;
+  });
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    agent.close().then(() => process.exit(0));
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  agent.start();
+}
+
+main();

@@ -1,0 +1,118 @@
+/**
+ * Pure parser for the `burrow` command line: argv and env in, a command or a usage error out.
+ */
+import { normalizeSubdomain, validateSessionName } from '@burrow/protocol';
+import { type LocalTarget, parseTarget } from './localTarget';
+
+export interface HttpCommand {
+  readonly kind: 'http';
+  readonly target: LocalTarget;
+  readonly relay: string;
+  readonly subdomain?: string;
+  readonly session?: string;
+  readonly keyFile?: string;
+  readonly json: boolean;
+  readonly hostHeader: string;
+  readonly insecureLocalTls: boolean;
+  readonly deadAfterMs: number;
+}
+
+export type Command = HttpCommand | { readonly kind: 'help' } | { readonly kind: 'version' };
+
+export class UsageError extends Error {
+  readonly code = 'BURROW_ERR_USAGE';
+}
+
+export const USAGE = `Usage: burrow http <port | host:port | url> [options]
+
+Exposes a local HTTP/WebSocket app at a public URL through a burrow relay.
+
+Options (flag, environment variable, default):
+  --relay <url>            relay to connect to; env BURROW_RELAY, default http://localhost:8080
+  --subdomain <name>       ask for <name>.<domain> too (bound to your key on first use)
+  --session <name>         a further stable URL from the same key (one per name)
+  --key <file>             key file; default $BURROW_HOME/key.json or ~/.config/burrow/key.json
+  --host-header <mode>     preserve (default) | rewrite (use the target's host) | a literal value
+  --insecure               accept a self-signed certificate from an https local app
+  --json                   one JSON object per line on stdout instead of human output
+  --dead-after-ms <n>      reconnect after this much silence from the relay; env BURROW_DEAD_AFTER_MS, default 20000
+  -h, --help               show this help
+  --version                print the version
+
+Examples:
+  burrow http 3000
+  burrow http localhost:8000 --subdomain shop --relay https://tunnel.example.com
+`;
+
+const VALUE_FLAGS = new Set(['--relay', '--subdomain', '--session', '--key', '--host-header', '--dead-after-ms']);
+const BOOL_FLAGS = new Set(['--json', '--insecure']);
+
+export function parseAgentArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Command {
+  const values = new Map<string, string>();
+  const bools = new Set<string>();
+  const positional: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '-h' || arg === '--help') return { kind: 'help' };
+    if (arg === '--version') return { kind: 'version' };
+    if (arg.startsWith('--')) {
+      const eq = arg.indexOf('=');
+      const name = eq >= 0 ? arg.slice(0, eq) : arg;
+      if (BOOL_FLAGS.has(name) && eq < 0) {
+        bools.add(name);
+        continue;
+      }
+      if (!VALUE_FLAGS.has(name)) throw new UsageError(`unknown option "${arg}"`);
+      const value = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
+      if (value === undefined || value === '') throw new UsageError(`${name} needs a value`);
+      values.set(name, value);
+      continue;
+    }
+    positional.push(arg);
+  }
+  const [command, targetSpec, ...extra] = positional;
+  if (command === undefined) throw new UsageError('missing command: burrow http <port>');
+  if (command !== 'http') throw new UsageError(`unknown command "${command}"; try: burrow http <port>`);
+  if (targetSpec === undefined) throw new UsageError('missing target: burrow http <port | host:port | url>');
+  if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`);
+  let target: LocalTarget;
+  try {
+    target = parseTarget(targetSpec);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const relay = values.get('--relay') ?? env.BURROW_RELAY ?? 'http://localhost:8080';
+  try {
+    const u = new URL(relay);
+    if (!['http:', 'https:', 'ws:', 'wss:'].includes(u.protocol)) throw new Error();
+  } catch {
+    throw new UsageError(`--relay: "${relay}" is not an http(s) URL`);
+  }
+  const subdomain = values.get('--subdomain');
+  const session = values.get('--session');
+  try {
+    if (subdomain !== undefined) normalizeSubdomain(subdomain);
+    if (session !== undefined) validateSessionName(session);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const deadRaw = values.get('--dead-after-ms') ?? env.BURROW_DEAD_AFTER_MS;
+  let deadAfterMs = 20_000;
+  if (deadRaw !== undefined && deadRaw !== '') {
+    if (!/^\d+$/.test(deadRaw) || Number(deadRaw) < 100) throw new UsageError(`--dead-after-ms: "${deadRaw}" must be a whole number of at least 100`);
+    deadAfterMs = Number(deadRaw);
+  }
+  const keyFile = values.get('--key');
+  return {
+    kind: 'http',
+    target,
+    relay,
+    json: bools.has('--json'),
+    insecureLocalTls: bools.has('--insecure'),
+    hostHeader: values.get('--host-header') ?? 'preserve',
+    deadAfterMs,
+    ...(subdomain !== undefined ? { subdomain } : {}),
+    ...(session !== undefined ? { session } : {}),
+    ...(keyFile !== undefined ? { keyFile } : {}),
+  };
+}

@@ -1,0 +1,2 @@
+/** Agent version, printed by --version. */
+export const AGENT_VERSION = '0.1.0';

@@ -1,0 +1,335 @@
+/**
+ * One agent's WebSocket on the node that holds it: greeting and signed registration, then a
+ * translator between bus messages (keyed by ingress node and stream) and agent-wire stream ids.
+ * Credit windows are end to end (ingress ↔ agent); this node only forwards, so it buffers nothing
+ * beyond what the windows allow. Every stream it knows ends with an END both ways or a RESET.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Bus, BusMessage, Holder } from '@burrow/bus';
+import { FrameBatcher } from '@burrow/mux';
+import {
+  BurrowError,
+  decodeFrames,
+  decodeReason,
+  decodeRegister,
+  ERRORS,
+  type ErrorCode,
+
+  encodeJson,
+  encodeReason,
+  FLAG_FIN,
+  type Frame,
+  FrameType,
+  type HelloPayload,
+  PROTOCOL_VERSION,
+  type RegisteredPayload,
+  type VerifiedRegistration,
+  verifyRegistration,
+} from '@burrow/protocol';
+import type { FastifyBaseLogger } from 'fastify';
+import { nanoid } from 'nanoid';
+import type { WebSocket } from 'ws';
+import type { RelayContext } from './relayContext';
+import { tunnelUrl } from './relayContext';
+
+/** Where frames of one agent-wire stream go back to, and which halves have ended. */
+interface Route {
+  readonly node: string;
+  readonly ingressId: number;
+  fromIngressDone: boolean;
+  fromAgentDone: boolean;
+}
+
+type State = 'greeting' | 'registering' | 'active' | 'closed';
+
+
+export class AgentSession {
+  readonly id = nanoid();
+  labels: string[] = [];
+  keyId = '';
+  lastReceivedMs: number;
+  lastSentMs: number;
+  private state: State = 'greeting';
+  private nonce: string | undefined = randomBytes(24).toString('base64url');
+  private readonly batcher: FrameBatcher;
+  private readonly routes = new Map<number, Route>();
+  private readonly byIngress = new Map<string, Map<number, number>>();
+  private nextStreamId = 1;
+  private registrationTimer: NodeJS.Timeout | undefined;
+  private readonly log: FastifyBaseLogger;
+
+  constructor(
+    private readonly ctx: RelayContext,
+    private readonly ws: WebSocket,
+    readonly remoteAddress: string,
+    /** Authorities this connection may have been addressed to (public URL, Host header). */
+    private readonly audiences: readonly string[],
+  ) {
+    this.log = ctx.log.child({ session: this.id, remote: remoteAddress });
+    this.lastReceivedMs = this.lastSentMs = Date.now();
+    this.batcher = new FrameBatcher((batch) => {
+      this.lastSentMs = Date.now();
+      this.ws.send(batch, { binary: true });
+    });
+    ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
+    ws.on('close', (code) => this.onSocketClosed(code));
+    ws.on('error', (err) => this.log.debug({ err }, 'agent socket error'));
+  }
+
+  get streamCount(): number {
+    return this.routes.size;
+  }
+
+  get isActive(): boolean {
+    return this.state === 'active';
+  }
+
+  holder(): Holder {
+    return { nodeId: this.ctx.nodeId, sessionId: this.id, keyId: this.keyId };
+  }
+
+  start(): void {
+    const { config } = this.ctx;
+    const hello: HelloPayload = {
+      v: PROTOCOL_VERSION,
+      nonce: this.nonce as string,
+      relay: this.ctx.publicUrl(),
+      windowBytes: config.streamWindowBytes,
+      maxBodyBytes: config.maxBodyBytes,
+      pingIntervalMs: config.pingIntervalMs,
+    };
+    this.batcher.sendFrame(FrameType.HELLO, 0, 0, encodeJson(hello));
+    this.registrationTimer = setTimeout(() => {
+      this.fail(new BurrowError('BURROW_ERR_REGISTRATION_TIMEOUT', `no registration within ${config.registrationTimeoutMs} ms`));
+    }, config.registrationTimeoutMs);
+  }
+
+  private onMessage(data: Buffer, isBinary: boolean): void {
+    if (this.state === 'closed') return;
+    this.lastReceivedMs = Date.now();
+    try {
+      if (!isBinary) throw new BurrowError('BURROW_ERR_PROTOCOL', 'text message on the agent socket; frames are binary');
+      decodeFrames(data, 'agentToRelay', this.onFrame);
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  private readonly onFrame = (frame: Frame): void => {
+    if (this.state === 'closed') return;
+    if (this.state !== 'active') {
+      if (this.state === 'greeting' && frame.type === FrameType.REGISTER) {
+        this.state = 'registering';
+        void this.register(frame.payload);
+        return;
+      }
+      throw new BurrowError('BURROW_ERR_PROTOCOL', `frame type 0x${frame.type.toString(16)} before registration completed`);
+    }
+    switch (frame.type) {
+      case FrameType.PING:
+        this.batcher.sendFrame(FrameType.PONG, 0, 0, Buffer.from(frame.payload));
+        return;
+      case FrameType.PONG:
+        return;
+      case FrameType.GOAWAY: {
+        const r = decodeReason(frame.payload);
+        this.log.info({ code: r.code }, `agent leaving: ${r.message}`);
+        this.close('BURROW_ERR_AGENT_SHUTDOWN', r.message, false);
+        return;
+      }
+      case FrameType.ERROR: {
+        const r = decodeReason(frame.payload);
+        this.log.warn({ code: r.code }, `agent reported an error: ${r.message}`);
+        this.close(r.code, r.message, false);
+        return;
+      }
+      case FrameType.REGISTER:
+        throw new BurrowError('BURROW_ERR_PROTOCOL', 'second registration on one session');
+      default:
+        this.fromAgent(frame);
+    }
+  };
+
+  private async register(payload: Buffer): Promise<void> {
+    const { bus } = this.ctx;
+    let verified: VerifiedRegistration;
+    try {
+      const nonce = this.nonce;
+      this.nonce = undefined; // one attempt per issued nonce
+      verified = verifyRegistration(decodeRegister(payload), { expectedNonce: nonce, audiences: this.audiences, nowMs: Date.now() });
+      this.keyId = verified.keyId;
+      const labels = [verified.label];
+      if (verified.subdomain !== undefined) {
+        const owner = await bus.registry.bindName(verified.subdomain, verified.keyId);
+        if (owner !== verified.keyId) {
+          throw new BurrowError('BURROW_ERR_NAME_TAKEN', `subdomain "${verified.subdomain}" belongs to another key; choose another name or use that key`);
+        }
+        labels.push(verified.subdomain);
+      }
+      if (this.isClosed()) return;
+      this.labels = labels;
+      for (const label of labels) {
+        const previous = await bus.registry.claim(label, this.holder());
+        if (this.isClosed()) {
+          await bus.registry.release(label, this.id);
+          return;
+        }
+        this.ctx.sessions.bindLabel(label, this);
+        if (previous !== undefined) this.replace(previous);
+      }
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    clearTimeout(this.registrationTimer);
+    this.state = 'active';
+    const publicUrl = this.ctx.publicUrl();
+    const registered: RegisteredPayload = {
+      label: verified.label,
+      url: tunnelUrl(publicUrl, verified.label),
+      sessionId: this.id,
+      ...(verified.subdomain !== undefined ? { subdomainUrl: tunnelUrl(publicUrl, verified.subdomain) } : {}),
+    };
+    this.batcher.sendFrame(FrameType.REGISTERED, 0, 0, encodeJson(registered));
+    this.log.info({ labels: this.labels, key: this.keyId }, 'agent registered');
+  }
+
+  private isClosed(): boolean {
+    return this.state === 'closed';
+  }
+
+  /** A newer session took a label this older one held. */
+  private replace(previous: Holder): void {
+    if (previous.nodeId === this.ctx.nodeId) {
+      this.ctx.sessions.byId.get(previous.sessionId)?.close('BURROW_ERR_SESSION_REPLACED', 'a newer session of this tunnel connected');
+    } else {
+      this.ctx.bus.publish(previous.nodeId, { kind: 'sessionReplaced', sessionId: previous.sessionId });
+    }
+  }
+
+  /** A frame from an ingress node for this session. */
+  fromIngress(msg: Extract<BusMessage, { kind: 'toSession' }>): void {
+    const { frame, replyNode } = msg;
+    if (this.state !== 'active') {
+      if (frame.type !== FrameType.RESET) this.replyReset(replyNode, frame.streamId, 'BURROW_ERR_AGENT_DISCONNECTED', 'agent session is not active');
+      return;
+    }
+    let perNode = this.byIngress.get(replyNode);
+    if (frame.type === FrameType.OPEN) {
+      if (this.routes.size >= this.ctx.config.maxStreamsPerTunnel) {
+        this.replyReset(replyNode, frame.streamId, 'BURROW_ERR_TOO_MANY_STREAMS', `this tunnel already has ${this.routes.size} requests in flight (limit ${this.ctx.config.maxStreamsPerTunnel})`);
+        return;
+      }
+      const id = this.nextStreamId;
+      this.nextStreamId += 2;
+      const route: Route = { node: replyNode, ingressId: frame.streamId, fromIngressDone: (frame.flags & FLAG_FIN) !== 0, fromAgentDone: false };
+      this.routes.set(id, route);
+      if (perNode === undefined) {
+        perNode = new Map();
+        this.byIngress.set(replyNode, perNode);
+      }
+      perNode.set(frame.streamId, id);
+      this.batcher.sendFrame(frame.type, frame.flags, id, frame.payload);
+      return;
+    }
+    const id = perNode?.get(frame.streamId);
+    if (id === undefined) return; // the stream already ended here
+    const route = this.routes.get(id) as Route;
+    this.batcher.sendFrame(frame.type, frame.flags, id, frame.payload);
+    if (frame.type === FrameType.RESET) this.unroute(id, route);
+    else if (frame.type === FrameType.END || (frame.type === FrameType.DATA && (frame.flags & FLAG_FIN) !== 0)) {
+      route.fromIngressDone = true;
+      if (route.fromAgentDone) this.unroute(id, route);
+    }
+  }
+
+  private fromAgent(frame: Frame): void {
+    const route = this.routes.get(frame.streamId);
+    if (route === undefined) {
+      if (frame.streamId % 2 === 1 && frame.streamId < this.nextStreamId) return; // late frame for an ended stream
+      throw new BurrowError('BURROW_ERR_PROTOCOL', `frame for stream ${frame.streamId}, which this relay never opened`);
+    }
+    if (route.fromAgentDone && frame.type !== FrameType.CREDIT && frame.type !== FrameType.RESET) {
+      throw new BurrowError('BURROW_ERR_PROTOCOL', `frame type 0x${frame.type.toString(16)} on stream ${frame.streamId} after its end`);
+    }
+    // The payload is a view into the WebSocket message, which nobody reuses: pass it on as is.
+    this.ctx.bus.publish(route.node, { kind: 'toIngress', frame: { type: frame.type, flags: frame.flags, streamId: route.ingressId, payload: frame.payload } });
+    if (frame.type === FrameType.RESET) this.unroute(frame.streamId, route);
+    else if (frame.type === FrameType.END || ((frame.type === FrameType.DATA || frame.type === FrameType.RESPONSE) && (frame.flags & FLAG_FIN) !== 0)) {
+      route.fromAgentDone = true;
+      if (route.fromIngressDone) this.unroute(frame.streamId, route);
+    }
+  }
+
+  private unroute(id: number, route: Route): void {
+    this.routes.delete(id);
+    const perNode = this.byIngress.get(route.node);
+    perNode?.delete(route.ingressId);
+    if (perNode !== undefined && perNode.size === 0) this.byIngress.delete(route.node);
+  }
+
+  private replyReset(node: string, ingressId: number, code: ErrorCode, message: string): void {
+    this.ctx.bus.publish(node, { kind: 'toIngress', frame: { type: FrameType.RESET, flags: 0, streamId: ingressId, payload: encodeReason(code, message) } });
+  }
+
+  /** Liveness: called about every second by the relay. */
+  tick(nowMs: number): void {
+    if (this.state !== 'active') return;
+    const { pingIntervalMs } = this.ctx.config;
+    if (nowMs - this.lastReceivedMs >= 2 * pingIntervalMs) {
+      this.close('BURROW_ERR_HEARTBEAT_TIMEOUT', `no frame from the agent for ${nowMs - this.lastReceivedMs} ms`);
+      return;
+    }
+    if (nowMs - this.lastSentMs >= pingIntervalMs) {
+      const stamp = Buffer.allocUnsafe(8);
+      stamp.writeDoubleBE(nowMs, 0);
+      this.batcher.sendFrame(FrameType.PING, 0, 0, stamp);
+    }
+  }
+
+  private fail(err: unknown): void {
+    const e = err instanceof BurrowError ? err : new BurrowError('BURROW_ERR_INTERNAL', String(err));
+    if (e.code === 'BURROW_ERR_INTERNAL') this.log.error({ err }, 'agent session failed');
+    else this.log.warn({ code: e.code }, `closing agent session: ${e.message}`);
+    this.close(e.code, e.message);
+  }
+
+  /**
+   * Ends the session: tells the agent why (unless it told us), answers every stream in flight
+   * at once, releases labels. Idempotent.
+   */
+  close(code: ErrorCode, message: string = ERRORS[code].title, notifyAgent = true): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    clearTimeout(this.registrationTimer);
+    if (notifyAgent) {
+      const type = code === 'BURROW_ERR_RELAY_SHUTTING_DOWN' ? FrameType.GOAWAY : FrameType.ERROR;
+      this.batcher.sendFrame(type, 0, 0, encodeReason(code, message));
+    }
+    this.batcher.close();
+    this.ws.close(ERRORS[code].close, code);
+    this.cleanup();
+  }
+
+  private onSocketClosed(closeCode: number): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    clearTimeout(this.registrationTimer);
+    this.batcher.close();
+    this.log.info({ closeCode }, 'agent disconnected');
+    this.cleanup();
+  }
+
+  private cleanup(): void {
+    for (const route of this.routes.values()) {
+      this.replyReset(route.node, route.ingressId, 'BURROW_ERR_AGENT_DISCONNECTED', 'the agent disconnected before the response completed');
+    }
+    this.routes.clear();
+    this.byIngress.clear();
+    this.ctx.sessions.remove(this);
+    for (const label of this.labels) {
+      this.ctx.bus.registry.release(label, this.id).catch((err: unknown) => this.log.warn({ err, label }, 'could not release label'));
+    }
+  }
+}
+

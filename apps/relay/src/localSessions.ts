@@ -1,0 +1,26 @@
+/**
+ * This node's agent sessions, by id and by label. The label map is the fast path for requests
+ * whose agent is connected here; the bus registry answers for the rest.
+ */
+import type { AgentSession } from './agentSession';
+
+export class LocalSessions {
+  readonly byId = new Map<string, AgentSession>();
+  readonly byLabel = new Map<string, AgentSession>();
+
+  add(session: AgentSession): void {
+    this.byId.set(session.id, session);
+  }
+
+  bindLabel(label: string, session: AgentSession): void {
+    this.byLabel.set(label, session);
+  }
+
+  /** Forgets a session; labels are dropped only where this session still holds them. */
+  remove(session: AgentSession): void {
+    this.byId.delete(session.id);
+    for (const label of session.labels) {
+      if (this.byLabel.get(label) === session) this.byLabel.delete(label);
+    }
+  }
+}

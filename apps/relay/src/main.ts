@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+/**
+ * burrow-relay entry point: reads argv and BURROW_* env once, listens, handles signals.
+ * Bad configuration: a clear message and exit code 2.
+ */
+import { buildRelay } from './buildRelay';
+import { ConfigError, parseRelayConfig, relayHelp } from './config';
+import { RELAY_VERSION } from './version';
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv.includes('--version')) {
+    process.stdout.write(`burrow-relay ${RELAY_VERSION}\n`);
+    return;
+  }
+  let parsed: ReturnType<typeof parseRelayConfig>;
+  try {
+    parsed = parseRelayConfig(argv, process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`burrow-relay: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  if (parsed.kind === 'help') {
+    process.stdout.write(relayHelp());
+    return;
+  }
+  const { config } = parsed;
+  const relay = await buildRelay(config);
+  try {
+    const url = await relay.listen();
+    relay.app.log.info({ node: relay.nodeId, listen: `${config.host}:${config.port}`, tunnels: url.replace('://', '://<label>.') }, `burrow-relay ${RELAY_VERSION} ready at ${url}`);
+  } catch (err) {
+    process.stderr.write(`burrow-relay: cannot listen on ${config.host}:${config.port}: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    relay.app.log.info({ signal }, 'shutting down');
+    relay.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`burrow-relay: error while closing: ${String(err)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`burrow-relay: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

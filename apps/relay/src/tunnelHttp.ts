@@ -1,0 +1,229 @@
+/**
+ * A public HTTP request on a tunnel host, carried as one stream: request head (OPEN), body as
+ * DATA within credit, END; back come the response head, body and END. Enforces the body limits
+ * and the response-head timeout; a client that leaves cancels the stream at the agent.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Holder } from '@burrow/bus';
+import type { MuxStream, StreamHandler } from '@burrow/mux';
+import { BurrowError, decodeResponseHead, encodeRequestHead, FrameType, type Reason, StreamKind } from '@burrow/protocol';
+import { sendError } from './errorResponse';
+import { forwardRequestHeaders, hasHopByHop } from './forwardHeaders';
+import type { RelayContext } from './relayContext';
+import { resolveLocal, resolveRemote } from './resolveTunnel';
+
+export function handleTunnelRequest(ctx: RelayContext, req: IncomingMessage, res: ServerResponse, label: string): void {
+  const holder = resolveLocal(ctx, label);
+  if (holder !== undefined) {
+    proxyRequest(ctx, req, res, holder);
+    return;
+  }
+  resolveRemote(ctx, label).then(
+    (r) => {
+      if ('holder' in r) proxyRequest(ctx, req, res, r.holder);
+      else {
+        ctx.log.info({ label, code: r.error, method: req.method, url: req.url }, r.message);
+        sendError(req, res, r.error, r.message);
+      }
+    },
+    (err: unknown) => {
+      ctx.log.error({ err, label }, 'tunnel lookup failed');
+      sendError(req, res, 'BURROW_ERR_INTERNAL', 'the relay could not look this tunnel up; try again');
+    },
+  );
+}
+
+function proxyRequest(ctx: RelayContext, req: IncomingMessage, res: ServerResponse, holder: Holder): void {
+  const { maxBodyBytes } = ctx.config;
+  const contentLength = req.headers['content-length'];
+  if (contentLength !== undefined && Number(contentLength) > maxBodyBytes) {
+    ctx.log.info({ url: req.url, contentLength }, 'request body over the limit');
+    sendError(req, res, 'BURROW_ERR_REQUEST_TOO_LARGE', `request body of ${contentLength} bytes is over this relay's limit of ${maxBodyBytes} bytes`, true);
+    req.resume();
+    return;
+  }
+  const hasBody = contentLength !== undefined ? contentLength !== '0' : req.headers['transfer-encoding'] !== undefined;
+  let head: Buffer;
+  try {
+    head = encodeRequestHead({
+      kind: StreamKind.HTTP,
+      method: req.method as string,
+      target: req.url as string,
+      headers: forwardRequestHeaders(req.rawHeaders, { remoteAddress: req.socket.remoteAddress ?? '', proto: ctx.publicProto(), upgrade: false }),
+    });
+  } catch (err) {
+    const e = err instanceof BurrowError ? err : new BurrowError('BURROW_ERR_BAD_REQUEST', String(err));
+    sendError(req, res, e.code, e.message, true);
+    return;
+  }
+  const stream = ctx.ingress.open(holder);
+  const exchange = new HttpExchange(ctx, req, res, stream);
+  stream.handler = exchange;
+  stream.sendHead(FrameType.OPEN, head, !hasBody);
+  if (hasBody && !stream.isClosed) exchange.pumpRequestBody();
+}
+
+class HttpExchange implements StreamHandler {
+  private readonly timer: NodeJS.Timeout;
+  private bytesIn = 0;
+  private bytesOut = 0;
+  private owedCredit = 0;
+  private waitingDrain = false;
+
+  constructor(
+    private readonly ctx: RelayContext,
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly stream: MuxStream,
+  ) {
+    this.timer = setTimeout(this.onTimeout, ctx.config.requestTimeoutMs);
+    res.on('close', this.onClientClose);
+  }
+
+  pumpRequestBody(): void {
+    const { req, stream } = this;
+    req.on('data', (chunk: Buffer) => {
+      this.bytesIn += chunk.length;
+      if (this.bytesIn > this.ctx.config.maxBodyBytes) {
+        this.requestTooLarge();
+        return;
+      }
+      if (!stream.write(chunk)) req.pause();
+    });
+    req.on('end', () => stream.end());
+  }
+
+  private requestTooLarge(): void {
+    const { req, res, stream, ctx } = this;
+    req.removeAllListeners('data');
+    req.resume();
+    clearTimeout(this.timer);
+    const message = `request body is over this relay's limit of ${ctx.config.maxBodyBytes} bytes`;
+    ctx.log.info({ url: req.url, bytes: this.bytesIn }, 'request body over the limit');
+    stream.reset('BURROW_ERR_REQUEST_TOO_LARGE', message);
+    sendError(req, res, 'BURROW_ERR_REQUEST_TOO_LARGE', message, true);
+  }
+
+  onDrain(): void {
+    this.req.resume();
+  }
+
+  onHead(payload: Buffer, fin: boolean): void {
+    clearTimeout(this.timer);
+    const { res, ctx } = this;
+    if (res.destroyed) return;
+    let status: number;
+    let reason: string;
+    let headers: string[];
+    try {
+      ({ status, reason, headers } = decodeResponseHead(payload) as { status: number; reason: string; headers: string[] });
+    } catch (err) {
+      this.failBeforeHead('BURROW_ERR_LOCAL_ERROR', `agent sent an unreadable response head: ${(err as Error).message}`);
+      return;
+    }
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i] as string;
+      if (name.length === 14 && name.toLowerCase() === 'content-length' && Number(headers[i + 1]) > ctx.config.maxBodyBytes) {
+        this.failBeforeHead('BURROW_ERR_RESPONSE_TOO_LARGE', `the local app's response of ${headers[i + 1]} bytes is over this relay's limit of ${ctx.config.maxBodyBytes} bytes`);
+        return;
+      }
+      if (hasHopByHop(name)) {
+        headers = stripHopByHop(headers);
+        break;
+      }
+    }
+    if (status < 200 || status === 101) {
+      this.failBeforeHead('BURROW_ERR_LOCAL_ERROR', `the local app answered ${status} to a plain request`);
+      return;
+    }
+    try {
+      res.writeHead(status, reason, headers);
+    } catch (err) {
+      this.failBeforeHead('BURROW_ERR_LOCAL_ERROR', `the local app sent an invalid response head: ${(err as Error).message}`);
+      return;
+    }
+    if (fin) {
+      res.end();
+      this.logDone(status);
+    } else {
+      // Flush the head now unless body bytes follow in this same batch (SSE needs it at once).
+      queueMicrotask(() => {
+        if (!res.writableEnded && !res.destroyed && this.bytesOut === 0) res.flushHeaders();
+      });
+    }
+  }
+
+  onData(chunk: Buffer): void {
+    const { res, stream, ctx } = this;
+    this.bytesOut += chunk.length;
+    if (this.bytesOut > ctx.config.maxBodyBytes) {
+      ctx.log.warn({ url: this.req.url, bytes: this.bytesOut }, 'response body over the limit; cutting the connection');
+      stream.reset('BURROW_ERR_RESPONSE_TOO_LARGE', `response body is over this relay's limit of ${ctx.config.maxBodyBytes} bytes`);
+      res.destroy();
+      return;
+    }
+    if (res.write(chunk)) {
+      stream.consumed(chunk.length);
+      return;
+    }
+    this.owedCredit += chunk.length;
+    if (!this.waitingDrain) {
+      this.waitingDrain = true;
+      res.once('drain', this.onResDrain);
+    }
+  }
+
+  private readonly onResDrain = (): void => {
+    this.waitingDrain = false;
+    const n = this.owedCredit;
+    this.owedCredit = 0;
+    if (n > 0) this.stream.consumed(n);
+  };
+
+  onEnd(): void {
+    this.res.end();
+    this.logDone(this.res.statusCode);
+  }
+
+  onReset(reason: Reason): void {
+    clearTimeout(this.timer);
+    const { req, res, ctx } = this;
+    if (reason.code === 'BURROW_ERR_CANCELLED' && res.destroyed) return;
+    ctx.log.info({ method: req.method, url: req.url, code: reason.code }, reason.message);
+    if (!res.headersSent) sendError(req, res, reason.code, reason.message);
+    else res.destroy();
+  }
+
+  private failBeforeHead(code: 'BURROW_ERR_LOCAL_ERROR' | 'BURROW_ERR_RESPONSE_TOO_LARGE', message: string): void {
+    this.ctx.log.warn({ method: this.req.method, url: this.req.url, code }, message);
+    this.stream.reset(code, message);
+    sendError(this.req, this.res, code, message);
+  }
+
+  private readonly onTimeout = (): void => {
+    const { req, res, stream, ctx } = this;
+    if (res.headersSent || stream.isClosed) return;
+    const message = `the local app did not answer within ${ctx.config.requestTimeoutMs} ms`;
+    ctx.log.info({ method: req.method, url: req.url }, message);
+    stream.reset('BURROW_ERR_TIMEOUT', message);
+    sendError(req, res, 'BURROW_ERR_TIMEOUT', message, true);
+  };
+
+  private readonly onClientClose = (): void => {
+    clearTimeout(this.timer);
+    if (!this.res.writableFinished && !this.stream.isClosed) this.stream.reset('BURROW_ERR_CANCELLED', 'the public client went away');
+  };
+
+  private logDone(status: number): void {
+    const level = this.ctx.log.level;
+    if (level === 'debug' || level === 'trace') this.ctx.log.debug({ method: this.req.method, url: this.req.url, status, bytesIn: this.bytesIn, bytesOut: this.bytesOut }, 'request done');
+  }
+}
+
+function stripHopByHop(headers: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) {
+    if (!hasHopByHop(headers[i] as string)) out.push(headers[i] as string, headers[i + 1] as string);
+  }
+  return out;
+}

@@ -1,0 +1,147 @@
+/**
+ * A public upgrade request (WebSocket) on a tunnel host. The handshake goes to the local app
+ * through the agent; on 101 the relay writes the app's own handshake answer and from then on
+ * carries raw bytes both ways, so frames, subprotocols, extensions and close codes pass through
+ * untouched. A refusal (403, 404, ...) is written back as the app sent it.
+ */
+import { validateHeaderName, validateHeaderValue } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Holder } from '@burrow/bus';
+import { bridge, type MuxStream } from '@burrow/mux';
+import { BurrowError, decodeResponseHead, encodeRequestHead, type ErrorCode, FrameType, type Reason, type ResponseHead, StreamKind } from '@burrow/protocol';
+import { rawErrorResponse } from './errorResponse';
+import { forwardRequestHeaders } from './forwardHeaders';
+import type { RelayContext } from './relayContext';
+import { resolveLocal, resolveRemote } from './resolveTunnel';
+
+export function handleTunnelUpgrade(ctx: RelayContext, req: IncomingMessage, socket: Duplex, head: Buffer, label: string): void {
+  socket.on('error', () => {});
+  const holder = resolveLocal(ctx, label);
+  if (holder !== undefined) {
+    proxyUpgrade(ctx, req, socket, head, holder);
+    return;
+  }
+  resolveRemote(ctx, label).then(
+    (r) => {
+      if ('holder' in r) proxyUpgrade(ctx, req, socket, head, r.holder);
+      else refuse(ctx, req, socket, r.error, r.message);
+    },
+    (err: unknown) => {
+      ctx.log.error({ err, label }, 'tunnel lookup failed');
+      refuse(ctx, req, socket, 'BURROW_ERR_INTERNAL', 'the relay could not look this tunnel up; try again');
+    },
+  );
+}
+
+function refuse(ctx: RelayContext, req: IncomingMessage, socket: Duplex, code: ErrorCode, message: string): void {
+  ctx.log.info({ url: req.url, code }, `upgrade refused: ${message}`);
+  if (!socket.destroyed) socket.end(rawErrorResponse(code, message, req.headers.accept));
+}
+
+/** Serializes a response head for a raw socket, refusing header injection from the agent. */
+function serializeHead(head: ResponseHead, closeAfter: boolean): Buffer {
+  let out = `HTTP/1.1 ${head.status} ${head.reason.replace(/[\r\n]/g, '')}\r\n`;
+  for (let i = 0; i < head.headers.length; i += 2) {
+    const name = head.headers[i] as string;
+    const value = head.headers[i + 1] as string;
+    validateHeaderName(name);
+    validateHeaderValue(name, value);
+    const lower = name.toLowerCase();
+    if (closeAfter && (lower === 'connection' || lower === 'transfer-encoding' || lower === 'keep-alive')) continue;
+    out += `${name}: ${value}\r\n`;
+  }
+  if (closeAfter) out += 'Connection: close\r\n';
+  return Buffer.from(`${out}\r\n`, 'latin1');
+}
+
+function proxyUpgrade(ctx: RelayContext, req: IncomingMessage, socket: Duplex, head: Buffer, holder: Holder): void {
+  let payload: Buffer;
+  try {
+    payload = encodeRequestHead({
+      kind: StreamKind.WEBSOCKET,
+      method: req.method as string,
+      target: req.url as string,
+      headers: forwardRequestHeaders(req.rawHeaders, { remoteAddress: req.socket.remoteAddress ?? '', proto: ctx.publicProto(), upgrade: true }),
+    });
+  } catch (err) {
+    const e = err instanceof BurrowError ? err : new BurrowError('BURROW_ERR_BAD_REQUEST', String(err));
+    refuse(ctx, req, socket, e.code, e.message);
+    return;
+  }
+  socket.pause();
+  const stream: MuxStream = ctx.ingress.open(holder);
+  let answered = false;
+  const timer = setTimeout(() => {
+    if (answered) return;
+    answered = true;
+    stream.reset('BURROW_ERR_TIMEOUT', `the local app did not answer the upgrade within ${ctx.config.requestTimeoutMs} ms`);
+    refuse(ctx, req, socket, 'BURROW_ERR_TIMEOUT', `the local app did not answer within ${ctx.config.requestTimeoutMs} ms`);
+  }, ctx.config.requestTimeoutMs);
+  const onEarlyClose = (): void => {
+    clearTimeout(timer);
+    if (!answered) {
+      answered = true;
+      stream.reset('BURROW_ERR_CANCELLED', 'the public client went away');
+    }
+  };
+  socket.once('close', onEarlyClose);
+  stream.handler = {
+    onHead(headPayload: Buffer) {
+      clearTimeout(timer);
+      if (answered) return;
+      answered = true;
+      socket.removeListener('close', onEarlyClose);
+      let response: ResponseHead;
+      let bytes: Buffer;
+      try {
+        response = decodeResponseHead(headPayload);
+        bytes = serializeHead(response, response.status !== 101);
+      } catch (err) {
+        const message = `the local app sent an invalid upgrade response: ${(err as Error).message}`;
+        stream.reset('BURROW_ERR_LOCAL_ERROR', message);
+        refuse(ctx, req, socket, 'BURROW_ERR_LOCAL_ERROR', message);
+        return;
+      }
+      socket.write(bytes);
+      if (response.status === 101) {
+        if (head.length > 0) stream.write(head);
+        bridge(socket, stream, {
+          failureCode: 'BURROW_ERR_CANCELLED',
+          onDone: (reason) => ctx.log.debug({ url: req.url, code: reason?.code }, 'websocket closed'),
+        });
+        return;
+      }
+      // Refused upgrade: relay the app's answer and close; the client has nothing more to send.
+      stream.end();
+      stream.handler = {
+        onData(chunk) {
+          if (socket.write(chunk)) stream.consumed(chunk.length);
+          else socket.once('drain', () => stream.consumed(chunk.length));
+        },
+        onEnd() {
+          socket.end();
+        },
+        onReset() {
+          socket.destroy();
+        },
+      };
+      socket.resume();
+      ctx.log.info({ url: req.url, status: response.status }, 'upgrade refused by the local app');
+    },
+    onData() {
+      // No data precedes the head.
+    },
+    onEnd() {},
+    onReset(reason: Reason) {
+      clearTimeout(timer);
+      if (answered) {
+        socket.destroy();
+        return;
+      }
+      answered = true;
+      refuse(ctx, req, socket, reason.code, reason.message);
+    },
+  };
+  stream.sendHead(FrameType.OPEN, payload, false);
+}

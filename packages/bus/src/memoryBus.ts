@@ -1,0 +1,115 @@
+/**
+ * In-process Bus. Several MemoryBus instances on one MemoryHub behave as relay nodes sharing a
+ * registry, which is how multi-node routing is tested without Redis. Delivery is synchronous
+ * and passes frames by reference (no encoding).
+ */
+import type { Bus, BusMessage, Holder, Lookup, Registry } from './bus';
+
+export interface MemoryHubOptions {
+  /** How long a released label is still reported offline (502) rather than unknown (404). */
+  readonly offlineMemoryMs?: number;
+  /** Most released labels remembered; the oldest are forgotten first. */
+  readonly maxOfflineLabels?: number;
+}
+
+const DEFAULT_OFFLINE_MEMORY_MS = 24 * 60 * 60 * 1000;
+const DEFAULT_MAX_OFFLINE_LABELS = 100_000;
+
+class MemoryRegistry implements Registry {
+  private readonly holders = new Map<string, Holder>();
+  /** label → time released; insertion order is age order. */
+  private readonly offline = new Map<string, number>();
+  private readonly names = new Map<string, string>();
+  constructor(private readonly options: Required<MemoryHubOptions>) {}
+
+  async claim(label: string, holder: Holder): Promise<Holder | undefined> {
+    const previous = this.holders.get(label);
+    this.holders.set(label, holder);
+    this.offline.delete(label);
+    return previous !== undefined && previous.sessionId !== holder.sessionId ? previous : undefined;
+  }
+
+  async release(label: string, sessionId: string): Promise<void> {
+    if (this.holders.get(label)?.sessionId !== sessionId) return;
+    this.holders.delete(label);
+    this.offline.set(label, Date.now());
+    while (this.offline.size > this.options.maxOfflineLabels) {
+      const oldest = this.offline.keys().next().value as string;
+      this.offline.delete(oldest);
+    }
+  }
+
+  async lookup(label: string): Promise<Lookup> {
+    return this.lookupNow(label);
+  }
+
+  lookupNow(label: string): Lookup {
+    const holder = this.holders.get(label);
+    if (holder !== undefined) return { state: 'online', holder };
+    const released = this.offline.get(label);
+    if (released !== undefined) {
+      if (Date.now() - released <= this.options.offlineMemoryMs) return { state: 'offline' };
+      this.offline.delete(label);
+    }
+    return this.names.has(label) ? { state: 'offline' } : { state: 'unknown' };
+  }
+
+  async bindName(name: string, keyId: string): Promise<string> {
+    const owner = this.names.get(name);
+    if (owner !== undefined) return owner;
+    this.names.set(name, keyId);
+    return keyId;
+  }
+}
+
+/** The shared medium of in-process nodes. */
+export class MemoryHub {
+  readonly registry: MemoryRegistry;
+  private readonly nodes = new Map<string, (message: BusMessage) => void>();
+  constructor(options: MemoryHubOptions = {}) {
+    this.registry = new MemoryRegistry({
+      offlineMemoryMs: options.offlineMemoryMs ?? DEFAULT_OFFLINE_MEMORY_MS,
+      maxOfflineLabels: options.maxOfflineLabels ?? DEFAULT_MAX_OFFLINE_LABELS,
+    });
+  }
+  attach(nodeId: string, handler: (message: BusMessage) => void): void {
+    if (this.nodes.has(nodeId)) throw new Error(`node id ${nodeId} is already attached to this hub`);
+    this.nodes.set(nodeId, handler);
+  }
+  detach(nodeId: string): void {
+    this.nodes.delete(nodeId);
+  }
+  deliver(nodeId: string, message: BusMessage): boolean {
+    const handler = this.nodes.get(nodeId);
+    if (handler === undefined) return false;
+    handler(message);
+    return true;
+  }
+}
+
+export class MemoryBus implements Bus {
+  readonly registry: Registry;
+  private subscribed = false;
+  constructor(
+    readonly nodeId: string,
+    private readonly hub: MemoryHub = new MemoryHub(),
+  ) {
+    this.registry = hub.registry;
+  }
+
+  publish(nodeId: string, message: BusMessage): boolean {
+    return this.hub.deliver(nodeId, message);
+  }
+
+  async subscribe(handler: (message: BusMessage) => void): Promise<void> {
+    if (this.subscribed) throw new Error('MemoryBus.subscribe called twice');
+    this.subscribed = true;
+    this.hub.attach(this.nodeId, handler);
+  }
+
+  async close(): Promise<void> {
+    if (!this.subscribed) return;
+    this.subscribed = false;
+    this.hub.detach(this.nodeId);
+  }
+}

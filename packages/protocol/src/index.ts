@@ -1,0 +1,10 @@
+/** @burrow/protocol: the wire format, registration and naming. Pure. */
+export * from './constants';
+export * from './control';
+export * from './errors';
+export * from './frameCodec';
+export * from './frameTypes';
+export * from './heads';
+export * from './keys';
+export * from './naming';
+export * from './registration';

@@ -1,0 +1,123 @@
+/**
+ * Signed registration. The agent signs claims (its public key, the relay's nonce, the time,
+ * a ttl and the relay it meant to reach) with its ed25519 key; the relay verifies every part
+ * before any traffic. Pure: callers pass the clock and the nonce state in.
+ */
+import nacl from 'tweetnacl';
+import { PROTOCOL_VERSION, REGISTRATION_TTL_MS } from './constants';
+import type { RegisterPayload } from './control';
+import { BurrowError } from './errors';
+import { base64url, fromBase64url, labelFor, normalizeSubdomain, urlAuthority, validateSessionName } from './naming';
+
+/** Clock difference tolerated between agent and relay. */
+export const MAX_CLOCK_SKEW_MS = 30_000;
+
+export interface RegistrationClaims {
+  readonly v: number;
+  /** base64url ed25519 public key (32 bytes). */
+  readonly pub: string;
+  readonly nonce: string;
+  /** Signing time, ms since the epoch. */
+  readonly iat: number;
+  /** Validity after iat, ms (at most REGISTRATION_TTL_MS). */
+  readonly ttl: number;
+  /** The relay URL the agent dialled. */
+  readonly aud: string;
+  readonly session?: string;
+  readonly subdomain?: string;
+}
+
+export interface SignRegistrationInput {
+  /** tweetnacl 64-byte secret key. */
+  readonly secretKey: Uint8Array;
+  readonly nonce: string;
+  readonly audience: string;
+  readonly nowMs: number;
+  readonly ttlMs?: number;
+  readonly session?: string;
+  readonly subdomain?: string;
+}
+
+export function signRegistration(input: SignRegistrationInput): RegisterPayload {
+  const kp = nacl.sign.keyPair.fromSecretKey(input.secretKey);
+  const claims: RegistrationClaims = {
+    v: PROTOCOL_VERSION,
+    pub: base64url(kp.publicKey),
+    nonce: input.nonce,
+    iat: input.nowMs,
+    ttl: input.ttlMs ?? REGISTRATION_TTL_MS,
+    aud: input.audience,
+    ...(input.session !== undefined ? { session: input.session } : {}),
+    ...(input.subdomain !== undefined ? { subdomain: input.subdomain } : {}),
+  };
+  const bytes = Buffer.from(JSON.stringify(claims), 'utf8');
+  return { claims: base64url(bytes), sig: base64url(nacl.sign.detached(bytes, input.secretKey)) };
+}
+
+export interface VerifyRegistrationInput {
+  /** The nonce this relay issued on this connection, or undefined if it was already used. */
+  readonly expectedNonce: string | undefined;
+  /** Authorities (host[:port]) this relay answers to. */
+  readonly audiences: readonly string[];
+  readonly nowMs: number;
+}
+
+export interface VerifiedRegistration {
+  readonly publicKey: Uint8Array;
+  /** base64url public key: the key's identity in registries. */
+  readonly keyId: string;
+  /** Label derived from the key (and session name). */
+  readonly label: string;
+  readonly session?: string;
+  /** Normalized friendly name, if asked for. */
+  readonly subdomain?: string;
+}
+
+const b64 = (s: string): Buffer => fromBase64url(s);
+
+export function verifyRegistration(payload: RegisterPayload, input: VerifyRegistrationInput): VerifiedRegistration {
+  const bytes = b64(payload.claims);
+  const sig = b64(payload.sig);
+  let claims: Record<string, unknown>;
+  try {
+    const parsed: unknown = JSON.parse(bytes.toString('utf8'));
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
+    claims = parsed as Record<string, unknown>;
+  } catch {
+    throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'registration claims are not a JSON object');
+  }
+  const { v, pub, nonce, iat, ttl, aud, session, subdomain } = claims;
+  if (v !== PROTOCOL_VERSION) throw new BurrowError('BURROW_ERR_UNSUPPORTED_VERSION', `registration for protocol ${String(v)}, relay speaks ${PROTOCOL_VERSION}`);
+  if (typeof pub !== 'string' || typeof nonce !== 'string' || typeof aud !== 'string') {
+    throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'registration needs string pub, nonce and aud');
+  }
+  if (typeof iat !== 'number' || !Number.isSafeInteger(iat) || typeof ttl !== 'number' || !Number.isSafeInteger(ttl) || ttl <= 0) {
+    throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'registration needs integer iat and positive ttl (ms)');
+  }
+  if (session !== undefined && typeof session !== 'string') throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'session must be a string');
+  if (subdomain !== undefined && typeof subdomain !== 'string') throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'subdomain must be a string');
+  const publicKey = b64(pub);
+  if (publicKey.length !== nacl.sign.publicKeyLength) throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'public key must be 32 bytes');
+  if (sig.length !== nacl.sign.signatureLength || !nacl.sign.detached.verify(bytes, sig, publicKey)) {
+    throw new BurrowError('BURROW_ERR_BAD_SIGNATURE', 'registration signature does not match its public key');
+  }
+  if (input.expectedNonce === undefined || nonce !== input.expectedNonce) {
+    throw new BurrowError('BURROW_ERR_NONCE_REPLAYED', 'registration nonce was not issued on this connection or was already used');
+  }
+  const lifetime = Math.min(ttl, REGISTRATION_TTL_MS);
+  if (input.nowMs > iat + lifetime) throw new BurrowError('BURROW_ERR_TOKEN_EXPIRED', `registration signed ${input.nowMs - iat} ms ago, valid for ${lifetime} ms; check the agent's clock`);
+  if (iat > input.nowMs + MAX_CLOCK_SKEW_MS) throw new BurrowError('BURROW_ERR_TOKEN_EXPIRED', `registration signed ${iat - input.nowMs} ms in the future; check the agent's clock`);
+  const authority = urlAuthority(aud);
+  if (!input.audiences.includes(authority)) {
+    throw new BurrowError('BURROW_ERR_WRONG_AUDIENCE', `registration is for ${authority}, this relay is ${input.audiences.join(' or ')}`);
+  }
+  if (session !== undefined) validateSessionName(session);
+  const label = labelFor(publicKey, session);
+  return {
+    publicKey,
+    keyId: pub,
+    label,
+    ...(session !== undefined ? { session } : {}),
+    ...(subdomain !== undefined ? { subdomain: normalizeSubdomain(subdomain) } : {}),
+  };
+}
