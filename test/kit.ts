@@ -1,0 +1,191 @@
+/**
+ * Test kit: real relays, real agents and real local servers on ephemeral loopback ports.
+ * Everything started here is registered for cleanup with `using`-style disposers.
+ */
+import { randomBytes } from 'node:crypto';
+import http, { type IncomingHttpHeaders, type IncomingMessage, type RequestListener, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { connect, type ConnectOptions, type Tunnel } from '@burrow/agent';
+import type { Bus } from '@burrow/bus';
+import { keyPairFromSeed, type KeyPair } from '@burrow/protocol';
+import { buildRelay, type Relay, type RelayConfig, relayConfig } from '@burrow/relay';
+
+export const cleanups: (() => Promise<void> | void)[] = [];
+
+/** Runs and clears every registered cleanup, newest first. Call from afterEach. */
+export async function cleanup(): Promise<void> {
+  while (cleanups.length > 0) {
+    const fn = cleanups.pop() as () => Promise<void> | void;
+    try {
+      await fn();
+    } catch {
+      // keep cleaning
+    }
+  }
+}
+
+export function newKey(): KeyPair {
+  return keyPairFromSeed(randomBytes(32));
+}
+
+export interface StartedRelay {
+  readonly relay: Relay;
+  /** Apex URL, e.g. http://localhost:41234 */
+  readonly url: string;
+  readonly port: number;
+}
+
+export async function startRelay(overrides: Partial<RelayConfig> = {}, bus?: Bus): Promise<StartedRelay> {
+  const config = relayConfig({ host: '127.0.0.1', port: 0, logLevel: 'silent', ...overrides });
+  const relay = await buildRelay(config, bus !== undefined ? { bus } : {});
+  const url = await relay.listen();
+  cleanups.push(() => relay.close());
+  return { relay, url, port: Number(new URL(url).port) };
+}
+
+export async function startApp(handler: RequestListener): Promise<{ server: Server; port: number }> {
+  const server = http.createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  return { server, port: (server.address() as AddressInfo).port };
+}
+
+export async function startTunnel(relayUrl: string, to: number | string, options: Partial<ConnectOptions> = {}): Promise<Tunnel> {
+  const tunnel = await connect({ relay: relayUrl, to, keyPair: options.keyPair ?? newKey(), timeoutMs: 5000, ...options });
+  cleanups.push(() => tunnel.close());
+  return tunnel;
+}
+
+export interface Reply {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly rawHeaders: string[];
+  readonly body: Buffer;
+  readonly text: string;
+}
+
+export interface RequestOptions {
+  readonly method?: string;
+  readonly path?: string;
+  readonly headers?: Record<string, string | string[]>;
+  readonly body?: Buffer | string;
+  /** Send the body in these pieces (chunked transfer encoding). */
+  readonly chunks?: (Buffer | string)[];
+}
+
+/** An HTTP request to the relay's port with Host set to the tunnel's host. */
+export function request(port: number, host: string, options: RequestOptions = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string | string[]> = { host, ...options.headers };
+    // Node's client omits Content-Length for some methods (DELETE, OPTIONS) when a body is passed to end().
+    if (options.body !== undefined && options.chunks === undefined) headers['content-length'] = String(Buffer.byteLength(options.body));
+    const req = http.request(
+      { host: '127.0.0.1', port, method: options.method ?? 'GET', path: options.path ?? '/', headers, agent: false },
+      (res: IncomingMessage) => {
+        const parts: Buffer[] = [];
+        res.on('data', (c: Buffer) => parts.push(c));
+        res.on('end', () => {
+          const body = Buffer.concat(parts);
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, rawHeaders: res.rawHeaders, body, text: body.toString('utf8') });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    if (options.chunks !== undefined) {
+      for (const c of options.chunks) req.write(c);
+      req.end();
+    } else req.end(options.body);
+  });
+}
+
+/** Host header for a tunnel URL (host:port). */
+export function hostOf(url: string): string {
+  return new URL(url).host;
+}
+
+/** Polls until `check` returns true or the deadline passes. */
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+export function once<T = unknown>(emitter: NodeJS.EventEmitter, event: string): Promise<T> {
+  return new Promise((resolve) => emitter.once(event, (v: T) => resolve(v)));
+}
+
+import { decodeFrames, decodeHello, encodeFrame, encodeJson, type Frame, FrameType, signRegistration } from '@burrow/protocol';
+import WebSocket from 'ws';
+
+/** A hand-made agent speaking raw frames, for protocol and hostile-agent tests. */
+export class RawAgent {
+  readonly frames: Frame[] = [];
+  closeCode: number | undefined;
+  private waiters: (() => void)[] = [];
+  constructor(readonly ws: WebSocket) {
+    ws.on('message', (data: Buffer) => {
+      decodeFrames(data, 'relayToAgent', (f) => this.frames.push({ ...f, payload: Buffer.from(f.payload) }));
+      this.wake();
+    });
+    ws.on('close', (code: number) => {
+      this.closeCode = code;
+      this.wake();
+    });
+    ws.on('error', () => {});
+  }
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+  static async open(relayUrl: string): Promise<RawAgent> {
+    const ws = new WebSocket(`${relayUrl.replace(/^http/, 'ws')}/_burrow/connect`);
+    const agent = new RawAgent(ws);
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    cleanups.push(() => ws.terminate());
+    return agent;
+  }
+  /** Waits for a frame of `type` (already received or future). */
+  async next(type: FrameType, timeoutMs = 3000): Promise<Frame> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.frames.findIndex((f) => f.type === type);
+      if (i >= 0) return this.frames.splice(i, 1)[0] as Frame;
+      if (this.closeCode !== undefined) throw new Error(`socket closed (${this.closeCode}) before frame 0x${type.toString(16)}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no frame 0x${type.toString(16)} within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+  async closed(timeoutMs = 3000): Promise<number> {
+    await waitFor(() => this.closeCode !== undefined, timeoutMs, 'socket close');
+    return this.closeCode as number;
+  }
+  send(...frames: Buffer[]): void {
+    this.ws.send(Buffer.concat(frames));
+  }
+  /** Reads HELLO and registers with `key`; `tweak` may alter the signing input. */
+  async register(key: KeyPair, relayUrl: string, tweak: Partial<Parameters<typeof signRegistration>[0]> = {}): Promise<Frame> {
+    const hello = decodeHello((await this.next(FrameType.HELLO)).payload);
+    const payload = signRegistration({ secretKey: key.secretKey, nonce: hello.nonce, audience: relayUrl, nowMs: Date.now(), ...tweak });
+    this.send(encodeFrame(FrameType.REGISTER, 0, 0, encodeJson(payload)));
+    return hello as unknown as Frame;
+  }
+}
