@@ -1,0 +1,1135 @@
+#!/usr/bin/env node
+'use strict';
+/**
+ * burrow benchmark harness. Plain CommonJS; needs the workspace built (`npx tsc -b`).
+ *
+ * Every moving part runs in its own process: the local app (bench/lib/app.js), the relay
+ * (apps/relay/dist/main.js), the agent (apps/agent/dist/bin.js), nginx (if installed) and the
+ * load generator (autocannon in bench/lib/autocannon-worker.js, or wrk). Loopback only.
+ *
+ * Usage: node bench/run.js [--quick] [--tool autocannon|wrk] [--no-nginx] [--only ids] [--keep-tmp]
+ * Env:   BENCH_DURATION_S (default 5), BENCH_WARMUP_S (default 1), BENCH_TOOL, BENCH_SETUP_RUNS (default 5)
+ * See bench/README.md.
+ */
+const { spawn, execFileSync, spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const http = require('node:http');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const { performance } = require('node:perf_hooks');
+
+const ROOT = path.resolve(__dirname, '..');
+const RELAY_MAIN = path.join(ROOT, 'apps/relay/dist/main.js');
+const AGENT_BIN = path.join(ROOT, 'apps/agent/dist/bin.js');
+const APP = path.join(__dirname, 'lib/app.js');
+const AC_WORKER = path.join(__dirname, 'lib/autocannon-worker.js');
+const RESULTS_DIR = path.join(__dirname, 'results');
+
+const DOWNLOAD_BYTES = 1024 * 1024; // 1 MiB
+const UPLOAD_BYTES = 400 * 1024; // 400 KiB
+const RELAY_MAX_BODY_BYTES = 2_000_000;
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+const USAGE = `Usage: node bench/run.js [options]   (or: npm run bench -- [options])
+
+  --quick                 smoke run: 1 s per scenario, 0.5 s warm-up, 3 setup runs
+  --duration <s>          seconds per measured run (env BENCH_DURATION_S, default 5)
+  --warmup <s>            seconds of unrecorded warm-up before each run (env BENCH_WARMUP_S, default 1)
+  --tool <name>           autocannon (default) or wrk (env BENCH_TOOL)
+  --no-nginx              skip the nginx comparison even if nginx is installed
+  --only <ids>            comma-separated scenario ids: get-c1,get-c64,download,upload,setup
+  --setup-runs <n>        agent start-up samples (env BENCH_SETUP_RUNS, default 5)
+  --keep-tmp              keep the temp dir (logs, nginx.conf) and print its path
+  -h, --help              this help
+`;
+
+function parseArgs(argv, env) {
+  const o = {
+    quick: false,
+    durationS: undefined,
+    warmupS: undefined,
+    tool: env.BENCH_TOOL || 'autocannon',
+    nginx: true,
+    only: undefined,
+    setupRuns: undefined,
+    keepTmp: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const eq = arg.indexOf('=');
+    const name = arg.startsWith('--') && eq > 0 ? arg.slice(0, eq) : arg;
+    const value = () => {
+      const v = eq > 0 && arg.startsWith('--') ? arg.slice(eq + 1) : argv[++i];
+      if (v === undefined || v === '') usageError(`${name} needs a value`);
+      return v;
+    };
+    switch (name) {
+      case '-h':
+      case '--help':
+        process.stdout.write(USAGE);
+        process.exit(0);
+        break;
+      case '--quick':
+        o.quick = true;
+        break;
+      case '--duration':
+        o.durationS = positiveNumber(value(), name);
+        break;
+      case '--warmup':
+        o.warmupS = nonNegativeNumber(value(), name);
+        break;
+      case '--tool':
+        o.tool = value();
+        break;
+      case '--wrk':
+        o.tool = 'wrk';
+        break;
+      case '--no-nginx':
+        o.nginx = false;
+        break;
+      case '--only':
+        o.only = value().split(',').map((s) => s.trim()).filter(Boolean);
+        break;
+      case '--setup-runs':
+        o.setupRuns = positiveNumber(value(), name);
+        break;
+      case '--keep-tmp':
+        o.keepTmp = true;
+        break;
+      default:
+        usageError(`unknown option "${arg}"`);
+    }
+  }
+  if (o.durationS === undefined) o.durationS = env.BENCH_DURATION_S ? positiveNumber(env.BENCH_DURATION_S, 'BENCH_DURATION_S') : o.quick ? 1 : 5;
+  if (o.warmupS === undefined) o.warmupS = env.BENCH_WARMUP_S ? nonNegativeNumber(env.BENCH_WARMUP_S, 'BENCH_WARMUP_S') : o.quick ? 0.5 : 1;
+  if (o.setupRuns === undefined) o.setupRuns = env.BENCH_SETUP_RUNS ? positiveNumber(env.BENCH_SETUP_RUNS, 'BENCH_SETUP_RUNS') : o.quick ? 3 : 5;
+  o.setupRuns = Math.min(50, Math.round(o.setupRuns));
+  if (o.durationS > 120) usageError('duration is capped at 120 s per scenario');
+  if (o.warmupS > 30) usageError('warm-up is capped at 30 s');
+  if (o.tool !== 'autocannon' && o.tool !== 'wrk') usageError(`--tool must be autocannon or wrk, not "${o.tool}"`);
+  const known = ['get-c1', 'get-c64', 'download', 'upload', 'setup'];
+  for (const id of o.only ?? []) if (!known.includes(id)) usageError(`--only: unknown scenario "${id}" (known: ${known.join(', ')})`);
+  return o;
+}
+
+function usageError(msg) {
+  process.stderr.write(`bench: ${msg}\n\n${USAGE}`);
+  process.exit(2);
+}
+function positiveNumber(s, name) {
+  const n = Number(s);
+  if (!Number.isFinite(n) || n <= 0) usageError(`${name}: "${s}" is not a positive number`);
+  return n;
+}
+function nonNegativeNumber(s, name) {
+  const n = Number(s);
+  if (!Number.isFinite(n) || n < 0) usageError(`${name}: "${s}" is not a number >= 0`);
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes: every one is tracked and killed on exit, error or signal.
+
+/** child -> name */
+const children = new Map();
+
+function isRunning(child) {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+function startChild(name, cmd, args, { env = {}, stdio = ['ignore', 'pipe', 'pipe'] } = {}) {
+  const child = spawn(cmd, args, {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio,
+    // Own process group, so the whole tree (nginx master + worker) can be killed by the group id.
+    detached: true,
+  });
+  children.set(child, name);
+  child.exitInfo = new Promise((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+    child.once('error', (err) => resolve({ code: null, signal: null, error: err.message }));
+  });
+  child.exitInfo.then(() => children.delete(child));
+  return child;
+}
+
+function killGroup(child, signal) {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    try {
+      child.kill(signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Polite stop (signal to the process itself), then SIGKILL to its group after graceMs. */
+async function stopChild(child, signal = 'SIGTERM', graceMs = 3000) {
+  if (child.pid === undefined) return;
+  if (isRunning(child)) {
+    try {
+      child.kill(signal);
+    } catch {
+      // gone
+    }
+    const timer = setTimeout(() => killGroup(child, 'SIGKILL'), graceMs);
+    await child.exitInfo;
+    clearTimeout(timer);
+  }
+  // Anything left in its group (it should be empty).
+  killGroup(child, 'SIGKILL');
+  children.delete(child);
+}
+
+function killAllSync() {
+  for (const child of children.keys()) killGroup(child, 'SIGKILL');
+  children.clear();
+}
+
+process.on('exit', killAllSync);
+
+let tmpDir;
+let keepTmp = false;
+function removeTmp() {
+  if (tmpDir !== undefined && !keepTmp) {
+    try {
+      fs.rmSync(tmpDir, { recursive: true, force: true });
+    } catch {
+      // best effort
+    }
+  }
+}
+
+let shuttingDown = false;
+async function shutdownAll() {
+  // Reverse start order: load tools first, then agent(s), relay, nginx, app.
+  const list = [...children.keys()].reverse();
+  await Promise.all(list.map((c) => stopChild(c, children.get(c) === 'nginx' ? 'SIGQUIT' : 'SIGTERM', 2500)));
+}
+
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    if (shuttingDown) {
+      killAllSync();
+      process.exit(130);
+    }
+    shuttingDown = true;
+    process.stderr.write(`\nbench: ${sig}, stopping every child process...\n`);
+    const hard = setTimeout(() => {
+      killAllSync();
+      process.exit(130);
+    }, 4000);
+    shutdownAll().finally(() => {
+      clearTimeout(hard);
+      removeTmp();
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** One HTTP exchange on a fresh connection. Resolves { status, body, ms } or rejects. */
+function request({ port, host, method = 'GET', path: p = '/', body, timeoutMs = 5000 }) {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const headers = {};
+    if (host !== undefined) headers.host = host;
+    if (body !== undefined) {
+      headers['content-length'] = String(body.length);
+      headers['content-type'] = 'application/octet-stream';
+    }
+    const req = http.request({ host: '127.0.0.1', port, method, path: p, headers, agent: false, timeout: timeoutMs }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks), ms: performance.now() - t0 }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`timeout after ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** Resolves with the first line written to `stream`; rejects on timeout or if `child` exits first. */
+function firstLine(stream, child, timeoutMs, what) {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const done = (err, line) => {
+      clearTimeout(timer);
+      stream.off('data', onData);
+      if (err) reject(err);
+      else resolve(line);
+    };
+    const onData = (chunk) => {
+      buf += chunk.toString('utf8');
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) done(undefined, buf.slice(0, nl));
+    };
+    const timer = setTimeout(() => done(new Error(`${what}: no output within ${timeoutMs} ms`)), timeoutMs);
+    stream.on('data', onData);
+    child.exitInfo.then((info) => done(new Error(`${what} exited (${describeExit(info)}) before printing a line`)));
+  });
+}
+
+function describeExit(info) {
+  if (info.error) return info.error;
+  return info.signal ? `signal ${info.signal}` : `code ${info.code}`;
+}
+
+async function waitFor(what, fn, { timeoutMs = 10_000, intervalMs = 25, child } = {}) {
+  const deadline = performance.now() + timeoutMs;
+  let lastErr;
+  for (;;) {
+    if (child !== undefined && !isRunning(child)) throw new Error(`${what}: process exited (${describeExit(await child.exitInfo)})${lastErr ? `; last error: ${lastErr}` : ''}`);
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      lastErr = err.message;
+    }
+    if (performance.now() > deadline) throw new Error(`${what}: not ready within ${timeoutMs} ms${lastErr ? ` (last error: ${lastErr})` : ''}`);
+    await sleep(intervalMs);
+  }
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return null;
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function commandExists(cmd) {
+  const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU accounting from /proc (Linux): CPU seconds of each process during the measured window.
+
+let CLK_TCK = 100;
+try {
+  CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+} catch {
+  // keep 100
+}
+
+function procCpuSeconds(pid) {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK; // utime + stime
+  } catch {
+    return null;
+  }
+}
+
+function childPidsOf(pid) {
+  try {
+    return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** name -> CPU seconds so far (nginx counts master + workers). */
+function cpuSnapshot(procs) {
+  const out = {};
+  for (const [name, child] of Object.entries(procs)) {
+    if (child === undefined || child.pid === undefined) continue;
+    let total = procCpuSeconds(child.pid);
+    if (total === null) continue;
+    if (name === 'nginx') for (const pid of childPidsOf(child.pid)) total += procCpuSeconds(pid) ?? 0;
+    out[name] = total;
+  }
+  return out;
+}
+
+function cpuPercent(before, after, wallS) {
+  const out = {};
+  for (const k of Object.keys(after)) {
+    if (before[k] === undefined || wallS <= 0) continue;
+    out[k] = Math.round(((after[k] - before[k]) / wallS) * 1000) / 10;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load generators
+
+/** Runs one scenario against one target; returns a normalized result. */
+async function runLoad(opts, spec, procs) {
+  return opts.tool === 'wrk' ? runWrk(opts, spec, procs) : runAutocannon(opts, spec, procs);
+}
+
+async function runAutocannon(opts, spec, procs) {
+  const workerSpec = {
+    url: `http://127.0.0.1:${spec.port}${spec.path}`,
+    connections: spec.connections,
+    durationS: opts.durationS,
+    warmupS: opts.warmupS,
+    method: spec.method,
+    headers: spec.host !== undefined ? { host: spec.host } : {},
+    bodyBytes: spec.bodyBytes ?? 0,
+    timeoutS: 10,
+  };
+  const child = startChild('autocannon', process.execPath, [AC_WORKER, JSON.stringify(workerSpec)]);
+  const limitMs = (opts.durationS + opts.warmupS) * 1000 + 30_000;
+  let stdout = '';
+  let stderr = '';
+  let cpu0;
+  let t0;
+  let cpu1;
+  let t1;
+  child.stderr.on('data', (c) => {
+    stderr += c;
+  });
+  child.stdout.on('data', (c) => {
+    stdout += c;
+    if (cpu0 === undefined && stdout.includes('MEASURE_START\n')) {
+      cpu0 = cpuSnapshot(procs);
+      t0 = performance.now();
+    }
+    if (cpu1 === undefined && cpu0 !== undefined && /\n\{.*\}\n/s.test(stdout)) {
+      cpu1 = cpuSnapshot(procs);
+      t1 = performance.now();
+    }
+  });
+  const timer = setTimeout(() => killGroup(child, 'SIGKILL'), limitMs);
+  const info = await child.exitInfo;
+  clearTimeout(timer);
+  children.delete(child);
+  const line = stdout.split('\n').find((l) => l.startsWith('{'));
+  if (info.code !== 0 || line === undefined) {
+    throw new Error(`autocannon worker failed (${describeExit(info)}): ${stderr.trim().slice(-2000) || stdout.trim().slice(-500)}`);
+  }
+  const r = JSON.parse(line);
+  const wallS = cpu0 !== undefined && cpu1 !== undefined ? (t1 - t0) / 1000 : r.durationS;
+  const cpu = cpu0 !== undefined && cpu1 !== undefined ? cpuPercent(cpu0, cpu1, wallS) : {};
+  if (typeof r.loadCpuS === 'number' && r.durationS > 0) cpu.load = Math.round((r.loadCpuS / r.durationS) * 1000) / 10;
+  return {
+    tool: 'autocannon',
+    durationS: r.durationS,
+    ok: r.ok,
+    non2xx: r.non2xx,
+    statusCodes: r.statusCodes,
+    errors: r.errors,
+    timeouts: r.timeouts,
+    errorCodes: r.errorCodes,
+    rps: r.rps,
+    bytesPerS: r.bytesPerS,
+    latencyMs: r.latencyMs,
+    cpuPercent: cpu,
+    warmup: r.warmup,
+  };
+}
+
+function wrkScript(file, spec) {
+  const lines = [];
+  if (spec.method !== undefined && spec.method !== 'GET') lines.push(`wrk.method = "${spec.method}"`);
+  if (spec.bodyBytes) {
+    lines.push(`wrk.body = string.rep("b", ${spec.bodyBytes})`);
+    lines.push('wrk.headers["Content-Type"] = "application/octet-stream"');
+  }
+  lines.push(
+    'done = function(summary, latency, requests)',
+    '  local e = summary.errors',
+    '  io.write(string.format(\'BENCHJSON {"requests":%d,"bytes":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,"p50_us":%d,"p99_us":%d,"mean_us":%.1f,"max_us":%d}\\n\',',
+    '    summary.requests, summary.bytes, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,',
+    '    latency:percentile(50), latency:percentile(99), latency.mean, latency.max))',
+    'end',
+  );
+  fs.writeFileSync(file, `${lines.join('\n')}\n`);
+}
+
+async function wrkOnce(spec, durationS, scriptFile) {
+  const args = ['-t', '1', '-c', String(spec.connections), '-d', `${Math.max(1, Math.round(durationS))}s`, '--timeout', '10s', '-s', scriptFile];
+  if (spec.host !== undefined) args.push('-H', `Host: ${spec.host}`);
+  args.push(`http://127.0.0.1:${spec.port}${spec.path}`);
+  const child = startChild('wrk', 'wrk', args);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c) => {
+    stdout += c;
+  });
+  child.stderr.on('data', (c) => {
+    stderr += c;
+  });
+  const timer = setTimeout(() => killGroup(child, 'SIGKILL'), durationS * 1000 + 30_000);
+  const info = await child.exitInfo;
+  clearTimeout(timer);
+  children.delete(child);
+  const line = stdout.split('\n').find((l) => l.startsWith('BENCHJSON '));
+  if (info.code !== 0 || line === undefined) throw new Error(`wrk failed (${describeExit(info)}): ${(stderr + stdout).trim().slice(-1000)}`);
+  const j = JSON.parse(line.slice('BENCHJSON '.length));
+  const durS = j.duration_us / 1e6;
+  const errors = j.connect + j.read + j.write + j.timeout;
+  const ok = j.requests - j.status;
+  return {
+    tool: 'wrk',
+    durationS: durS,
+    ok,
+    non2xx: j.status,
+    statusCodes: {},
+    errors,
+    timeouts: j.timeout,
+    errorCodes: { connect: j.connect, read: j.read, write: j.write, timeout: j.timeout },
+    rps: durS > 0 ? ok / durS : 0,
+    bytesPerS: durS > 0 ? j.bytes / durS : 0,
+    latencyMs: { p50: j.p50_us / 1000, p99: j.p99_us / 1000, mean: j.mean_us / 1000, max: j.max_us / 1000 },
+    raw: j,
+  };
+}
+
+async function runWrk(opts, spec, procs) {
+  const scriptFile = path.join(tmpDir, `wrk-${spec.method ?? 'GET'}-${spec.bodyBytes ?? 0}.lua`);
+  wrkScript(scriptFile, spec);
+  let warmup;
+  if (opts.warmupS > 0) {
+    const w = await wrkOnce(spec, opts.warmupS, scriptFile);
+    warmup = { ok: w.ok, non2xx: w.non2xx, errors: w.errors, timeouts: w.timeouts, errorCodes: w.errorCodes };
+  }
+  const cpu0 = cpuSnapshot(procs);
+  const t0 = performance.now();
+  const r = await wrkOnce(spec, opts.durationS, scriptFile);
+  const cpu = cpuPercent(cpu0, cpuSnapshot(procs), (performance.now() - t0) / 1000);
+  return { ...r, cpuPercent: cpu, warmup };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Log followers: what the agent (--json, one line per request) and the relay said during a run.
+
+class LogFollower {
+  constructor(file) {
+    this.file = file;
+    this.offset = 0;
+    this.partial = '';
+  }
+  /** New complete lines since the last call. */
+  take() {
+    let fd;
+    try {
+      fd = fs.openSync(this.file, 'r');
+    } catch {
+      return [];
+    }
+    try {
+      const size = fs.fstatSync(fd).size;
+      if (size <= this.offset) return [];
+      const buf = Buffer.alloc(size - this.offset);
+      fs.readSync(fd, buf, 0, buf.length, this.offset);
+      this.offset = size;
+      const text = this.partial + buf.toString('utf8');
+      const lines = text.split('\n');
+      this.partial = lines.pop();
+      return lines.filter((l) => l.trim() !== '');
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+}
+
+function summarizeAgentLines(lines) {
+  const s = { lines: lines.length, events: {}, requestStatuses: {}, requestErrors: {}, samples: [] };
+  for (const line of lines) {
+    let e;
+    try {
+      e = JSON.parse(line);
+    } catch {
+      s.events.unparsable = (s.events.unparsable ?? 0) + 1;
+      if (s.samples.length < 5) s.samples.push(line.slice(0, 300));
+      continue;
+    }
+    s.events[e.event] = (s.events[e.event] ?? 0) + 1;
+    if (e.event === 'request') {
+      s.requestStatuses[e.status] = (s.requestStatuses[e.status] ?? 0) + 1;
+      if (e.error !== undefined) {
+        s.requestErrors[e.error] = (s.requestErrors[e.error] ?? 0) + 1;
+        if (s.samples.length < 5) s.samples.push(line.slice(0, 300));
+      }
+    } else if (s.samples.length < 5) s.samples.push(line.slice(0, 300));
+  }
+  return s;
+}
+
+function summarizeRelayLines(lines) {
+  const s = { lines: lines.length, byMessage: {}, samples: [] };
+  for (const line of lines) {
+    let key = line.slice(0, 120);
+    try {
+      const j = JSON.parse(line);
+      key = `${levelName(j.level)}: ${String(j.msg ?? '').slice(0, 120)}`;
+    } catch {
+      // plain text (stderr)
+    }
+    s.byMessage[key] = (s.byMessage[key] ?? 0) + 1;
+    if (s.samples.length < 5) s.samples.push(line.slice(0, 400));
+  }
+  return s;
+}
+
+function levelName(n) {
+  return { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' }[n] ?? String(n);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pieces under test
+
+async function startApp() {
+  const child = startChild('app', process.execPath, [APP], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const line = await firstLine(child.stdout, child, 10_000, 'local app');
+  child.stdout.resume();
+  const { port } = JSON.parse(line);
+  return { child, port };
+}
+
+async function startRelay() {
+  const port = await freePort();
+  const logFile = path.join(tmpDir, 'relay.log');
+  const fd = fs.openSync(logFile, 'a');
+  const child = startChild(
+    'relay',
+    process.execPath,
+    [RELAY_MAIN, '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', '--max-body-bytes', String(RELAY_MAX_BODY_BYTES)],
+    { stdio: ['ignore', fd, fd] },
+  );
+  fs.closeSync(fd);
+  await waitFor(
+    'relay /healthz',
+    async () => {
+      const r = await request({ port, path: '/healthz', host: `localhost:${port}`, timeoutMs: 1000 });
+      return r.status === 200;
+    },
+    { child, timeoutMs: 15_000 },
+  );
+  return { child, port, url: `http://127.0.0.1:${port}`, log: new LogFollower(logFile), logFile };
+}
+
+async function startAgent(relay, appPort) {
+  const home = fs.mkdtempSync(path.join(tmpDir, 'agent-home-'));
+  const outFile = path.join(tmpDir, 'agent.out.jsonl');
+  const errFile = path.join(tmpDir, 'agent.err.log');
+  const out = fs.openSync(outFile, 'a');
+  const err = fs.openSync(errFile, 'a');
+  // stdout to a file, not a pipe: the agent writes one JSON line per request, and a pipe the
+  // harness must drain would put the harness's CPU into the measurement.
+  const child = startChild('agent', process.execPath, [AGENT_BIN, 'http', String(appPort), '--relay', relay.url, '--json'], {
+    env: { BURROW_HOME: home },
+    stdio: ['ignore', out, err],
+  });
+  fs.closeSync(out);
+  fs.closeSync(err);
+  const log = new LogFollower(outFile);
+  const online = await waitFor(
+    'agent online',
+    async () => {
+      for (const line of log.take()) {
+        const e = JSON.parse(line);
+        if (e.event === 'online') return e;
+        if (e.event === 'error') throw new Error(`agent error: ${line}`);
+      }
+      return undefined;
+    },
+    { child, timeoutMs: 15_000, intervalMs: 20 },
+  );
+  const host = `${online.label}.localhost:${relay.port}`;
+  await waitFor(
+    'tunnel answering',
+    async () => {
+      const r = await request({ port: relay.port, host, path: '/', timeoutMs: 2000 });
+      return r.status === 200;
+    },
+    { child, timeoutMs: 10_000 },
+  );
+  return { child, label: online.label, url: online.url, host, log, errFile };
+}
+
+function nginxConf(dir, port, appPort) {
+  const runAsRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  return `# Generated by bench/run.js: one reverse-proxy hop, keep-alive both sides, streaming like the tunnel.
+daemon off;
+master_process on;
+worker_processes 1;
+${runAsRoot ? 'user root;\n' : ''}pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events {
+  worker_connections 4096;
+}
+http {
+  access_log off;
+  client_body_temp_path ${dir}/client_body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  keepalive_timeout 65s;
+  keepalive_requests 1000000;
+  client_max_body_size 4m;
+  client_body_buffer_size 512k;
+  upstream app {
+    server 127.0.0.1:${appPort};
+    keepalive 64;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+  }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_buffering off;
+      proxy_request_buffering off;
+      proxy_buffer_size 64k;
+      proxy_buffers 8 64k;
+    }
+  }
+}
+`;
+}
+
+async function startNginx(nginxPath, appPort) {
+  const dir = path.join(tmpDir, 'nginx');
+  fs.mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  const conf = path.join(dir, 'nginx.conf');
+  fs.writeFileSync(conf, nginxConf(dir, port, appPort));
+  const logFile = path.join(dir, 'stderr.log');
+  const fd = fs.openSync(logFile, 'a');
+  const child = startChild('nginx', nginxPath, ['-p', `${dir}/`, '-c', conf, '-e', `${dir}/error.log`], { stdio: ['ignore', fd, fd] });
+  fs.closeSync(fd);
+  try {
+    await waitFor(
+      'nginx',
+      async () => {
+        const r = await request({ port, path: '/', timeoutMs: 1000 });
+        return r.status === 200;
+      },
+      { child, timeoutMs: 10_000 },
+    );
+  } catch (err) {
+    let log = '';
+    try {
+      log = fs.readFileSync(logFile, 'utf8') + fs.readFileSync(`${dir}/error.log`, 'utf8');
+    } catch {
+      // no log
+    }
+    throw new Error(`${err.message}\n${log.trim()}`);
+  }
+  return { child, port, dir, errorLog: new LogFollower(`${dir}/error.log`) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start-up time: a fresh agent CLI process, from spawn to the first 200 through its tunnel.
+
+async function spawnTimes(args, runs) {
+  const times = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    const child = startChild('baseline', process.execPath, args, { stdio: ['ignore', 'ignore', 'ignore'] });
+    const timer = setTimeout(() => killGroup(child, 'SIGKILL'), 10_000);
+    await child.exitInfo;
+    clearTimeout(timer);
+    times.push(performance.now() - t0);
+  }
+  return times;
+}
+
+async function measureSetup(relay, appPort, runs) {
+  const samples = [];
+  for (let i = 0; i < runs; i++) {
+    const home = fs.mkdtempSync(path.join(tmpDir, 'setup-home-'));
+    const t0 = performance.now();
+    const child = startChild('agent-setup', process.execPath, [AGENT_BIN, 'http', String(appPort), '--relay', relay.url, '--json'], {
+      env: { BURROW_HOME: home },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (c) => {
+      stderr += c;
+    });
+    try {
+      const line = await firstLine(child.stdout, child, 15_000, 'setup agent');
+      const tOnline = performance.now();
+      child.stdout.resume();
+      const e = JSON.parse(line);
+      if (e.event !== 'online') throw new Error(`setup agent: first line was not "online": ${line}`);
+      const host = `${e.label}.localhost:${relay.port}`;
+      let attempts = 0;
+      const statuses = {};
+      const deadline = tOnline + 10_000;
+      for (;;) {
+        attempts++;
+        let status = 0;
+        try {
+          status = (await request({ port: relay.port, host, path: '/', timeoutMs: 2000 })).status;
+        } catch (err) {
+          status = `error:${err.code ?? err.message}`;
+        }
+        statuses[status] = (statuses[status] ?? 0) + 1;
+        if (status === 200) break;
+        if (performance.now() > deadline) throw new Error(`setup agent: no 200 through ${host} within 10 s of "online" (${JSON.stringify(statuses)})`);
+        await sleep(2);
+      }
+      const tFirst = performance.now();
+      samples.push({ spawnToOnlineMs: tOnline - t0, spawnToFirst200Ms: tFirst - t0, attempts, statuses });
+    } catch (err) {
+      throw new Error(`${err.message}${stderr ? `\nagent stderr: ${stderr.trim().slice(-1000)}` : ''}`);
+    } finally {
+      await stopChild(child, 'SIGTERM', 3000);
+    }
+  }
+  return samples;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+const SCENARIOS = [
+  { id: 'get-c1', title: 'GET small, 1 conn', path: '/', connections: 1, metric: 'rps' },
+  { id: 'get-c64', title: 'GET small, 64 conns', path: '/', connections: 64, metric: 'rps' },
+  { id: 'download', title: 'GET 1 MiB, 8 conns', path: `/bytes?n=${DOWNLOAD_BYTES}`, connections: 8, metric: 'MBps' },
+  { id: 'upload', title: 'POST 400 KiB, 8 conns', path: '/upload', method: 'POST', bodyBytes: UPLOAD_BYTES, connections: 8, metric: 'rps' },
+];
+
+function fmtNum(n, digits) {
+  if (n === null || n === undefined || Number.isNaN(n)) return '-';
+  if (digits === undefined) digits = Math.abs(n) >= 100 ? 0 : Math.abs(n) >= 10 ? 1 : 2;
+  return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+function printTable(headers, rows, align) {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  const line = (cells) => cells.map((c, i) => (align[i] === 'r' ? String(c).padStart(widths[i]) : String(c).padEnd(widths[i]))).join('  ');
+  const out = [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
+function value(result, metric) {
+  return metric === 'MBps' ? result.bytesPerS / 1e6 : result.rps;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2), process.env);
+  keepTmp = opts.keepTmp;
+  for (const f of [RELAY_MAIN, AGENT_BIN]) {
+    if (!fs.existsSync(f)) throw new Error(`${path.relative(ROOT, f)} is missing: build first (npx tsc -b, or npm run bench)`);
+  }
+  const wrkPath = commandExists('wrk');
+  if (opts.tool === 'wrk' && wrkPath === undefined) throw new Error('--tool wrk: wrk is not installed (command -v wrk found nothing)');
+  const nginxPath = opts.nginx ? commandExists('nginx') : undefined;
+  const wanted = (id) => opts.only === undefined || opts.only.includes(id);
+  const scenarios = SCENARIOS.filter((s) => wanted(s.id));
+
+  // Hard bound on the whole run, whatever hangs.
+  const perRunS = opts.durationS + opts.warmupS + (opts.tool === 'wrk' ? 2 : 1);
+  const budgetS = Math.ceil(scenarios.length * 3 * perRunS + opts.setupRuns * 15 + 90);
+  const budget = setTimeout(() => {
+    process.stderr.write(`bench: overall time limit of ${budgetS} s exceeded; stopping everything\n`);
+    killAllSync();
+    removeTmp();
+    process.exit(1);
+  }, budgetS * 1000);
+  budget.unref();
+
+  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-bench-'));
+  const started = new Date();
+  const log = (msg) => process.stderr.write(`bench: ${msg}\n`);
+  log(`tool ${opts.tool}, ${opts.durationS} s per run + ${opts.warmupS} s warm-up, nginx ${nginxPath ? 'yes' : 'no'}; temp dir ${tmpDir}`);
+
+  const app = await startApp();
+  log(`local app on 127.0.0.1:${app.port} (pid ${app.child.pid})`);
+  const relay = await startRelay();
+  log(`relay on 127.0.0.1:${relay.port} (pid ${relay.child.pid})`);
+  const agent = await startAgent(relay, app.port);
+  log(`agent online (pid ${agent.child.pid}), tunnel ${agent.url} -> Host: ${agent.host}`);
+  let nginx;
+  let nginxError;
+  if (nginxPath !== undefined) {
+    try {
+      nginx = await startNginx(nginxPath, app.port);
+      log(`nginx on 127.0.0.1:${nginx.port} (pid ${nginx.child.pid})`);
+    } catch (err) {
+      nginxError = err.message;
+      log(`nginx could not start, skipping it: ${err.message}`);
+    }
+  }
+
+  const targets = [
+    { id: 'direct', port: app.port, host: undefined },
+    { id: 'tunnel', port: relay.port, host: agent.host },
+    ...(nginx ? [{ id: 'nginx', port: nginx.port, host: undefined }] : []),
+  ];
+  const procs = { app: app.child, relay: relay.child, agent: agent.child, ...(nginx ? { nginx: nginx.child } : {}) };
+
+  // Sanity: each target serves each scenario's request correctly once, before any load.
+  const sanity = {};
+  const uploadBody = Buffer.alloc(UPLOAD_BYTES, 0x62);
+  for (const t of targets) {
+    const check = async (name, req, ok) => {
+      try {
+        const r = await request({ port: t.port, host: t.host, timeoutMs: 10_000, ...req });
+        const pass = ok(r);
+        sanity[`${t.id} ${name}`] = pass ? 'ok' : `FAILED: status ${r.status}, ${r.body.length} bytes, x-burrow-error ${r.headers['x-burrow-error'] ?? '-'}: ${r.body.subarray(0, 200).toString()}`;
+      } catch (err) {
+        sanity[`${t.id} ${name}`] = `FAILED: ${err.message}`;
+      }
+    };
+    await check('GET /', { path: '/' }, (r) => r.status === 200 && r.body.toString() === 'ok');
+    await check('GET 1 MiB', { path: `/bytes?n=${DOWNLOAD_BYTES}` }, (r) => r.status === 200 && r.body.length === DOWNLOAD_BYTES);
+    await check('POST 400 KiB', { path: '/upload', method: 'POST', body: uploadBody }, (r) => r.status === 200 && r.body.toString() === `ok ${UPLOAD_BYTES}`);
+  }
+  for (const [k, v] of Object.entries(sanity)) if (v !== 'ok') log(`sanity check ${k}: ${v}`);
+  agent.log.take();
+  relay.log.take();
+
+  const results = [];
+  for (const sc of scenarios) {
+    for (const t of targets) {
+      log(`${sc.id} -> ${t.id} (${opts.durationS} s)...`);
+      for (const [name, child] of Object.entries(procs)) {
+        if (!isRunning(child)) throw new Error(`${name} process exited (${describeExit(await child.exitInfo)}) before ${sc.id} -> ${t.id}`);
+      }
+      const spec = { port: t.port, host: t.host, path: sc.path, method: sc.method, bodyBytes: sc.bodyBytes, connections: sc.connections };
+      let r;
+      try {
+        r = await runLoad(opts, spec, procs);
+      } catch (err) {
+        r = { failed: err.message };
+        log(`  FAILED: ${err.message}`);
+      }
+      const agentLines = agent.log.take();
+      const relayLines = relay.log.take();
+      const entry = { scenario: sc.id, title: sc.title, target: t.id, metric: sc.metric, connections: sc.connections, ...r };
+      if (t.id === 'tunnel') {
+        // Includes warm-up requests: the agent logs every request it forwards.
+        entry.agentLog = summarizeAgentLines(agentLines);
+      } else if (agentLines.length > 0) entry.agentLogUnexpected = summarizeAgentLines(agentLines);
+      if (relayLines.length > 0) entry.relayLog = summarizeRelayLines(relayLines);
+      if (nginx) {
+        const nl = nginx.errorLog.take();
+        if (nl.length > 0) entry.nginxErrorLog = { lines: nl.length, samples: nl.slice(0, 5) };
+      }
+      for (const [name, child] of Object.entries(procs)) {
+        if (!isRunning(child)) entry[`${name}Exited`] = describeExit(await child.exitInfo);
+      }
+      if (!r.failed) {
+        const bad = r.non2xx + r.errors;
+        log(
+          `  ${fmtNum(value(r, sc.metric))} ${sc.metric === 'MBps' ? 'MB/s' : 'req/s'}, p50 ${fmtNum(r.latencyMs.p50, 2)} ms, p99 ${fmtNum(r.latencyMs.p99, 2)} ms` +
+            `${bad > 0 ? `, ${r.non2xx} non-2xx ${JSON.stringify(r.statusCodes)}, ${r.errors} errors ${JSON.stringify(r.errorCodes)}` : ''}`,
+        );
+      }
+      results.push(entry);
+      await sleep(300);
+    }
+  }
+
+  // Ratios to the direct figure of the same scenario in this run.
+  for (const e of results) {
+    const d = results.find((x) => x.scenario === e.scenario && x.target === 'direct');
+    if (e.failed || d === undefined || d.failed) continue;
+    const dv = value(d, e.metric);
+    e.value = value(e, e.metric);
+    e.unit = e.metric === 'MBps' ? 'MB/s' : 'req/s';
+    e.ratioToDirect = dv > 0 ? e.value / dv : null;
+    e.p50RatioToDirect = d.latencyMs.p50 ? e.latencyMs.p50 / d.latencyMs.p50 : null;
+    e.p99RatioToDirect = d.latencyMs.p99 ? e.latencyMs.p99 / d.latencyMs.p99 : null;
+  }
+
+  let setup;
+  if (wanted('setup')) {
+    log(`setup time: ${opts.setupRuns} fresh agent processes...`);
+    const nodeBaseline = await spawnTimes(['-e', ''], opts.setupRuns);
+    const agentVersion = await spawnTimes([AGENT_BIN, '--version'], opts.setupRuns);
+    const samples = await measureSetup(relay, app.port, opts.setupRuns);
+    const firstAttemptFailures = samples.filter((s) => s.attempts > 1).length;
+    setup = {
+      runs: opts.setupRuns,
+      medianSpawnToFirst200Ms: median(samples.map((s) => s.spawnToFirst200Ms)),
+      maxSpawnToFirst200Ms: Math.max(...samples.map((s) => s.spawnToFirst200Ms)),
+      medianSpawnToOnlineMs: median(samples.map((s) => s.spawnToOnlineMs)),
+      medianNodeStartupMs: median(nodeBaseline),
+      medianAgentVersionMs: median(agentVersion),
+      firstAttemptFailures,
+      samples,
+    };
+    const setupRelayLines = relay.log.take();
+    if (setupRelayLines.length > 0) setup.relayLog = summarizeRelayLines(setupRelayLines);
+  }
+
+  // ---- the table
+  const rows = [];
+  for (const e of results) {
+    if (e.failed) {
+      rows.push([e.title, e.target, 'FAILED', '', '', '', '', '', '', '']);
+      continue;
+    }
+    rows.push([
+      e.title,
+      e.target,
+      fmtNum(e.value),
+      e.unit,
+      fmtNum(e.latencyMs.p50, 2),
+      fmtNum(e.latencyMs.p99, 2),
+      e.target === 'direct' ? '1.00x' : e.ratioToDirect === null || e.ratioToDirect === undefined ? '-' : `${e.ratioToDirect.toFixed(2)}x`,
+      String(e.ok),
+      String(e.non2xx),
+      String(e.errors),
+    ]);
+  }
+  if (setup) {
+    rows.push(['setup: spawn -> online', 'tunnel', fmtNum(setup.medianSpawnToOnlineMs, 0), 'ms', '', '', '', '', '', '']);
+    rows.push(['setup: spawn -> first 200', 'tunnel', fmtNum(setup.medianSpawnToFirst200Ms, 0), 'ms', '', `${fmtNum(setup.maxSpawnToFirst200Ms, 0)} max`, '', String(setup.runs), '', '']);
+    rows.push(['(ref) node -e ""', 'process', fmtNum(setup.medianNodeStartupMs, 0), 'ms', '', '', '', '', '', '']);
+    rows.push(['(ref) burrow --version', 'process', fmtNum(setup.medianAgentVersionMs, 0), 'ms', '', '', '', '', '', '']);
+  }
+  process.stdout.write(
+    `\nburrow bench: ${opts.tool}, ${opts.durationS} s per run after ${opts.warmupS} s warm-up, ${os.cpus().length} CPUs, node ${process.version}${nginx ? '' : ', no nginx'}\n\n`,
+  );
+  printTable(['scenario', 'target', 'rate', 'unit', 'p50 ms', 'p99 ms', 'vs direct', '2xx', 'non-2xx', 'errors'], rows, ['l', 'l', 'r', 'l', 'r', 'r', 'r', 'r', 'r', 'r']);
+
+  // CPU per process during each measured window, and anything that went wrong.
+  const cpuRows = results
+    .filter((e) => !e.failed && e.cpuPercent)
+    .map((e) => [e.title, e.target, ...['load', 'relay', 'agent', 'app', 'nginx'].map((k) => (e.cpuPercent[k] === undefined ? '-' : fmtNum(e.cpuPercent[k], 0)))]);
+  if (cpuRows.length > 0) {
+    process.stdout.write('\nCPU during the measured window, % of one core (load = the load generator; "-" = not measured):\n');
+    printTable(['scenario', 'target', 'load', 'relay', 'agent', 'app', 'nginx'], cpuRows, ['l', 'l', 'r', 'r', 'r', 'r', 'r']);
+  }
+  const problems = [];
+  const notes = [];
+  for (const [k, v] of Object.entries(sanity)) if (v !== 'ok') problems.push(`sanity ${k}: ${v}`);
+  if (nginxError) problems.push(`nginx skipped: ${nginxError.split('\n')[0]}`);
+  for (const e of results) {
+    const where = `${e.scenario} -> ${e.target}`;
+    if (e.failed) problems.push(`${where}: run failed: ${e.failed.split('\n')[0]}`);
+    else {
+      if (e.non2xx > 0) problems.push(`${where}: ${e.non2xx} non-2xx responses ${JSON.stringify(e.statusCodes)}`);
+      if (e.errors > 0) problems.push(`${where}: ${e.errors} errors (${e.timeouts} timeouts) ${JSON.stringify(e.errorCodes)}`);
+      const w = e.warmup;
+      if (w && w.non2xx + w.errors > 0) problems.push(`${where} (warm-up): ${w.non2xx} non-2xx, ${w.errors} errors ${JSON.stringify(w.errorCodes)}`);
+    }
+    if (e.agentLog && Object.keys(e.agentLog.requestErrors).length > 0) {
+      // The load tool stops with requests in flight (warm-up and measured run): up to one
+      // cancellation per connection per run is the expected end-of-run noise, not a failure.
+      const errs = { ...e.agentLog.requestErrors };
+      const cancelled = errs.BURROW_ERR_CANCELLED ?? 0;
+      const expected = e.connections * (e.warmup ? 2 : 1);
+      if (cancelled <= expected) delete errs.BURROW_ERR_CANCELLED;
+      if (Object.keys(errs).length > 0) problems.push(`${where}: agent reported ${JSON.stringify(errs)}`);
+      else notes.push(`${where}: ${cancelled} request(s) cancelled by the client at the end of the runs (in flight when the load tool stopped; expected up to ${expected})`);
+    }
+    if (e.agentLog) {
+      const other = Object.entries(e.agentLog.events).filter(([k]) => k !== 'request');
+      if (other.length > 0) problems.push(`${where}: agent events ${JSON.stringify(Object.fromEntries(other))}`);
+    }
+    if (e.relayLog) problems.push(`${where}: relay logged ${e.relayLog.lines} line(s): ${JSON.stringify(e.relayLog.byMessage).slice(0, 300)}`);
+    if (e.nginxErrorLog) problems.push(`${where}: nginx error log ${e.nginxErrorLog.lines} line(s): ${e.nginxErrorLog.samples[0].slice(0, 200)}`);
+    for (const name of Object.keys(procs)) if (e[`${name}Exited`]) problems.push(`${where}: ${name} process exited (${e[`${name}Exited`]})`);
+  }
+  if (setup && setup.firstAttemptFailures > 0) problems.push(`setup: ${setup.firstAttemptFailures}/${setup.runs} agents did not answer 200 on the first request after "online"`);
+  if (setup && setup.relayLog) problems.push(`setup: relay logged ${JSON.stringify(setup.relayLog.byMessage).slice(0, 300)}`);
+  process.stdout.write(problems.length > 0 ? `\nProblems:\n${problems.map((p) => `  - ${p}`).join('\n')}\n` : '\nNo errors or non-2xx responses.\n');
+  if (notes.length > 0) process.stdout.write(`\nNotes:\n${notes.map((p) => `  - ${p}`).join('\n')}\n`);
+
+  // ---- JSON
+  let gitCommit;
+  try {
+    gitCommit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    // not a git checkout
+  }
+  const versionOf = (cmd, args) => {
+    try {
+      const r = spawnSync(cmd, args, { encoding: 'utf8' });
+      return `${r.stdout}${r.stderr}`.trim().split('\n')[0];
+    } catch {
+      return undefined;
+    }
+  };
+  const report = {
+    startedAt: started.toISOString(),
+    finishedAt: new Date().toISOString(),
+    gitCommit,
+    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, platform: `${os.platform()} ${os.release()}`, totalMemMiB: Math.round(os.totalmem() / 1048576), loadavgAtEnd: os.loadavg() },
+    versions: {
+      node: process.version,
+      autocannon: require('autocannon/package.json').version,
+      wrk: wrkPath ? versionOf('wrk', ['-v']) : undefined,
+      nginx: nginx ? versionOf(nginxPath, ['-v']) : undefined,
+    },
+    options: { tool: opts.tool, durationS: opts.durationS, warmupS: opts.warmupS, setupRuns: opts.setupRuns, quick: opts.quick, only: opts.only },
+    setupDetails: {
+      relayArgs: ['--host', '127.0.0.1', '--log-level', 'warn', '--max-body-bytes', String(RELAY_MAX_BODY_BYTES)],
+      downloadBytes: DOWNLOAD_BYTES,
+      uploadBytes: UPLOAD_BYTES,
+      tunnelHost: agent.host,
+      nginxConf: nginx ? fs.readFileSync(path.join(nginx.dir, 'nginx.conf'), 'utf8') : undefined,
+      nginxError,
+    },
+    sanity,
+    results,
+    setup,
+    problems,
+    notes,
+  };
+  fs.mkdirSync(RESULTS_DIR, { recursive: true });
+  const file = path.join(RESULTS_DIR, `${started.toISOString().replace(/[:.]/g, '-')}.json`);
+  fs.writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  process.stdout.write(`\nJSON: ${path.relative(process.cwd(), file) || file}\n`);
+
+  await shutdownAll();
+  clearTimeout(budget);
+  if (keepTmp) process.stdout.write(`temp dir kept: ${tmpDir}\n`);
+  removeTmp();
+}
+
+main().catch(async (err) => {
+  process.stderr.write(`bench: ${err && err.stack ? err.stack : String(err)}\n`);
+  if (tmpDir !== undefined) {
+    for (const f of ['relay.log', 'agent.err.log']) {
+      try {
+        const text = fs.readFileSync(path.join(tmpDir, f), 'utf8').trim();
+        if (text) process.stderr.write(`--- ${f} (last 2000 chars)\n${text.slice(-2000)}\n`);
+      } catch {
+        // none
+      }
+    }
+  }
+  const hard = setTimeout(() => {
+    killAllSync();
+    process.exit(1);
+  }, 4000);
+  await shutdownAll().catch(() => {});
+  clearTimeout(hard);
+  removeTmp();
+  process.exit(1);
+});

@@ -1,0 +1,208 @@
+/**
+ * Registration signing and verification.
+ *
+ * Cost note: tweetnacl runs ~4x slower inside jest's VM context (~100 ms per verify), so each
+ * verifyRegistration call that reaches the signature check is deliberate. Test-side signing uses
+ * node:crypto (ed25519 signatures are deterministic, so it produces the very bytes tweetnacl would;
+ * the first test checks that against signRegistration).
+ */
+import { createPrivateKey, type KeyObject, sign as cryptoSign } from 'node:crypto';
+import {
+  base64url,
+  type KeyPair,
+  keyPairFromSeed,
+  keyPairToJwk,
+  labelFor,
+  MAX_CLOCK_SKEW_MS,
+  PROTOCOL_VERSION,
+  REGISTRATION_TTL_MS,
+  type RegisterPayload,
+  signRegistration,
+  verifyRegistration,
+} from '@burrow/protocol';
+import { codeOf } from './helpers';
+
+const NOW = 1_700_000_000_000;
+const NONCE = 'relay-issued-nonce';
+const AUDIENCE = 'https://relay.example.com';
+const AUTHORITIES = ['relay.example.com'];
+
+const keyA = keyPairFromSeed(Buffer.alloc(32, 1));
+const keyB = keyPairFromSeed(Buffer.alloc(32, 2));
+const nodeKey = (kp: KeyPair): KeyObject => createPrivateKey({ key: { ...keyPairToJwk(kp) }, format: 'jwk' });
+const nodeKeyA = nodeKey(keyA);
+const nodeKeyB = nodeKey(keyB);
+
+/** Signs arbitrary claims (valid or not) the way an agent, buggy or hostile, could. */
+function signRaw(claims: unknown, key: KeyObject = nodeKeyA): RegisterPayload {
+  const bytes = Buffer.from(JSON.stringify(claims), 'utf8');
+  return { claims: base64url(bytes), sig: base64url(cryptoSign(null, bytes, key)) };
+}
+
+function verify(payload: RegisterPayload, overrides: Partial<Parameters<typeof verifyRegistration>[1]> = {}) {
+  return verifyRegistration(payload, { expectedNonce: NONCE, audiences: AUTHORITIES, nowMs: NOW, ...overrides });
+}
+
+function claimsOf(payload: RegisterPayload): Record<string, unknown> {
+  return JSON.parse(Buffer.from(payload.claims, 'base64url').toString('utf8')) as Record<string, unknown>;
+}
+
+/** Claims exactly as signRegistration lays them out (key order matters for the signed bytes). */
+const baseClaims = { v: PROTOCOL_VERSION, pub: base64url(keyA.publicKey), nonce: NONCE, iat: NOW, ttl: REGISTRATION_TTL_MS, aud: AUDIENCE };
+const claimsWith = (o: Record<string, unknown>): Record<string, unknown> => ({ ...baseClaims, ...o });
+
+describe('signRegistration', () => {
+  test('lays out v, pub, nonce, iat, ttl, aud (+ session, subdomain) and signs those exact bytes', () => {
+    const plain = signRegistration({ secretKey: keyA.secretKey, nonce: NONCE, audience: AUDIENCE, nowMs: NOW });
+    expect(claimsOf(plain)).toStrictEqual(baseClaims);
+    expect(plain).toStrictEqual(signRaw(baseClaims));
+    expect(Buffer.from(plain.sig, 'base64url').length).toBe(64);
+
+    const full = signRegistration({ secretKey: keyA.secretKey, nonce: NONCE, audience: AUDIENCE, nowMs: NOW, ttlMs: 5000, session: 'web', subdomain: 'app' });
+    expect(full).toStrictEqual(signRaw(claimsWith({ ttl: 5000, session: 'web', subdomain: 'app' })));
+  });
+});
+
+describe('verifyRegistration: accepted', () => {
+  test('a valid registration verifies and yields the key label', () => {
+    const v = verify(signRegistration({ secretKey: keyA.secretKey, nonce: NONCE, audience: AUDIENCE, nowMs: NOW }));
+    expect(v.label).toBe(labelFor(keyA.publicKey));
+    expect(v.keyId).toBe(base64url(keyA.publicKey));
+    expect(Buffer.from(v.publicKey)).toStrictEqual(Buffer.from(keyA.publicKey));
+    expect(Object.keys(v).sort()).toStrictEqual(['keyId', 'label', 'publicKey']);
+  });
+
+  test('a session claim yields the session label; a subdomain claim is normalized to lowercase', () => {
+    const v = verify(signRaw(claimsWith({ session: 'web', subdomain: 'My-App' })));
+    expect(v.session).toBe('web');
+    expect(v.label).toBe(labelFor(keyA.publicKey, 'web'));
+    expect(v.label).not.toBe(labelFor(keyA.publicKey));
+    expect(v.subdomain).toBe('my-app');
+  });
+});
+
+describe('verifyRegistration: signature', () => {
+  test('claims changed after signing are BAD_SIGNATURE', () => {
+    const good = signRaw(baseClaims);
+    const tampered = signRaw(claimsWith({ subdomain: 'stolen' }));
+    expect(codeOf(() => verify({ claims: tampered.claims, sig: good.sig }))).toBe('BURROW_ERR_BAD_SIGNATURE');
+  });
+
+  test('a signature by another key than pub is BAD_SIGNATURE', () => {
+    expect(codeOf(() => verify(signRaw(baseClaims, nodeKeyB)))).toBe('BURROW_ERR_BAD_SIGNATURE');
+  });
+
+  test('a signature of the wrong length is BAD_SIGNATURE', () => {
+    const p = signRaw(baseClaims);
+    expect(codeOf(() => verify({ claims: p.claims, sig: p.sig.slice(0, 40) }))).toBe('BURROW_ERR_BAD_SIGNATURE');
+    expect(codeOf(() => verify({ claims: p.claims, sig: '' }))).toBe('BURROW_ERR_BAD_SIGNATURE');
+    expect(codeOf(() => verify({ claims: p.claims, sig: `${p.sig}AA` }))).toBe('BURROW_ERR_BAD_SIGNATURE');
+  });
+});
+
+describe('verifyRegistration: nonce', () => {
+  const p = signRaw(baseClaims);
+  test('a nonce other than the one issued is NONCE_REPLAYED', () => {
+    expect(codeOf(() => verify(p, { expectedNonce: 'other' }))).toBe('BURROW_ERR_NONCE_REPLAYED');
+  });
+  test('no expected nonce (already used) is NONCE_REPLAYED', () => {
+    expect(codeOf(() => verify(p, { expectedNonce: undefined }))).toBe('BURROW_ERR_NONCE_REPLAYED');
+  });
+});
+
+describe('verifyRegistration: time', () => {
+  test('valid up to and including iat + ttl, TOKEN_EXPIRED one ms later', () => {
+    const p = signRaw(claimsWith({ ttl: 10_000 }));
+    expect(verify(p, { nowMs: NOW + 10_000 }).label).toBe(labelFor(keyA.publicKey));
+    expect(codeOf(() => verify(p, { nowMs: NOW + 10_001 }))).toBe('BURROW_ERR_TOKEN_EXPIRED');
+  });
+
+  test('a ttl above 60 s is capped at REGISTRATION_TTL_MS', () => {
+    expect(REGISTRATION_TTL_MS).toBe(60_000);
+    const p = signRaw(claimsWith({ ttl: 3_600_000 }));
+    expect(codeOf(() => verify(p, { nowMs: NOW + 60_000 }))).toBeUndefined();
+    expect(codeOf(() => verify(p, { nowMs: NOW + 60_001 }))).toBe('BURROW_ERR_TOKEN_EXPIRED');
+  });
+
+  test('iat in the future is tolerated up to MAX_CLOCK_SKEW_MS, then TOKEN_EXPIRED', () => {
+    expect(MAX_CLOCK_SKEW_MS).toBe(30_000);
+    expect(codeOf(() => verify(signRaw(claimsWith({ iat: NOW + 30_000 }))))).toBeUndefined();
+    expect(codeOf(() => verify(signRaw(claimsWith({ iat: NOW + 30_001 }))))).toBe('BURROW_ERR_TOKEN_EXPIRED');
+  });
+});
+
+describe('verifyRegistration: audience (authority comparison; urlAuthority itself is covered in naming.test.ts)', () => {
+  test('ws://x:80 is accepted by a relay answering to x', () => {
+    expect(codeOf(() => verify(signRaw(claimsWith({ aud: 'ws://x:80' })), { audiences: ['x'] }))).toBeUndefined();
+  });
+  test('https://h:443 is accepted by a relay answering to h', () => {
+    expect(codeOf(() => verify(signRaw(claimsWith({ aud: 'https://h:443/agent' })), { audiences: ['other', 'h'] }))).toBeUndefined();
+  });
+  test('another relay is WRONG_AUDIENCE', () => {
+    expect(codeOf(() => verify(signRaw(claimsWith({ aud: 'https://relay.example.com:8443' }))))).toBe('BURROW_ERR_WRONG_AUDIENCE');
+  });
+  test('an audience that is not a URL is WRONG_AUDIENCE', () => {
+    expect(codeOf(() => verify(signRaw(claimsWith({ aud: 'relay.example.com' }))))).toBe('BURROW_ERR_WRONG_AUDIENCE');
+  });
+});
+
+describe('verifyRegistration: malformed (rejected before the signature is checked)', () => {
+  const sig = signRaw(baseClaims).sig;
+
+  test('claims or sig that are not base64url are BAD_REGISTRATION', () => {
+    const p = signRaw(baseClaims);
+    expect(codeOf(() => verify({ claims: 'not base64!', sig: p.sig }))).toBe('BURROW_ERR_BAD_REGISTRATION');
+    expect(codeOf(() => verify({ claims: `${p.claims}==`, sig: p.sig }))).toBe('BURROW_ERR_BAD_REGISTRATION');
+    expect(codeOf(() => verify({ claims: p.claims, sig: `${p.sig}+/` }))).toBe('BURROW_ERR_BAD_REGISTRATION');
+  });
+
+  test('claims that are not a JSON object are BAD_REGISTRATION', () => {
+    for (const text of ['', '{', 'null', '[1,2]', '"s"', '7', '\xff\xfe']) {
+      const claims = base64url(Buffer.from(text, 'latin1'));
+      expect([text, codeOf(() => verify({ claims, sig }))]).toStrictEqual([text, 'BURROW_ERR_BAD_REGISTRATION']);
+    }
+  });
+
+  test.each(['pub', 'nonce', 'aud', 'iat', 'ttl'])('missing %s is BAD_REGISTRATION', (key) => {
+    const c: Record<string, unknown> = { ...baseClaims };
+    delete c[key];
+    expect(codeOf(() => verify(signRaw(c)))).toBe('BURROW_ERR_BAD_REGISTRATION');
+  });
+
+  test.each([
+    ['pub', 5],
+    ['nonce', null],
+    ['aud', {}],
+    ['iat', '1700000000000'],
+    ['iat', 1.5],
+    ['ttl', '60000'],
+    ['ttl', 0],
+    ['ttl', -5],
+    ['ttl', 1.5],
+    ['session', 7],
+    ['subdomain', true],
+  ])('%s = %p is BAD_REGISTRATION', (key, value) => {
+    expect(codeOf(() => verify(signRaw(claimsWith({ [key]: value }))))).toBe('BURROW_ERR_BAD_REGISTRATION');
+  });
+
+  test('a public key that is not 32 bytes is BAD_REGISTRATION', () => {
+    expect(codeOf(() => verify(signRaw(claimsWith({ pub: base64url(Buffer.alloc(31, 1)) }))))).toBe('BURROW_ERR_BAD_REGISTRATION');
+    expect(codeOf(() => verify(signRaw(claimsWith({ pub: 'a+b' }))))).toBe('BURROW_ERR_BAD_REGISTRATION');
+  });
+
+  test('another or no protocol version is UNSUPPORTED_VERSION', () => {
+    expect(codeOf(() => verify(signRaw(claimsWith({ v: 2 }))))).toBe('BURROW_ERR_UNSUPPORTED_VERSION');
+    const c: Record<string, unknown> = { ...baseClaims };
+    delete c.v;
+    expect(codeOf(() => verify(signRaw(c)))).toBe('BURROW_ERR_UNSUPPORTED_VERSION');
+  });
+});
+
+describe('verifyRegistration: names (the name rules themselves are covered in naming.test.ts)', () => {
+  test('an invalid subdomain is INVALID_NAME', () => {
+    expect(codeOf(() => verify(signRaw(claimsWith({ subdomain: 'my_app' }))))).toBe('BURROW_ERR_INVALID_NAME');
+  });
+  test('an invalid session name is INVALID_NAME', () => {
+    expect(codeOf(() => verify(signRaw(claimsWith({ session: 'has space' }))))).toBe('BURROW_ERR_INVALID_NAME');
+  });
+});
