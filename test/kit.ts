@@ -5,9 +5,9 @@
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingHttpHeaders, type IncomingMessage, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { connect, type ConnectOptions, type Tunnel } from '@burrow/agent';
+import { type ConnectOptions, connect, type Tunnel } from '@burrow/agent';
 import type { Bus } from '@burrow/bus';
-import { keyPairFromSeed, type KeyPair } from '@burrow/protocol';
+import { type KeyPair, keyPairFromSeed } from '@burrow/protocol';
 import { buildRelay, type Relay, type RelayConfig, relayConfig } from '@burrow/relay';
 
 export const cleanups: (() => Promise<void> | void)[] = [];

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { labelFor, keyPairFromJwk } from '@burrow/protocol';
+import { keyPairFromJwk, labelFor } from '@burrow/protocol';
 import { RELAY_OPTIONS } from '@burrow/relay';
 import { cleanup, cleanups, request, startApp, startRelay, waitFor } from '../kit';
 
@@ -48,7 +48,11 @@ describe('burrow (agent CLI)', () => {
     const agent = run(AGENT_BIN, ['http', String(appPort), '--relay', relay.url, '--json'], { BURROW_HOME: dir });
     await waitFor(() => agent.lines.length > 0, 8000, 'online line');
     const online = JSON.parse(agent.lines[0] as string);
-    expect(online).toEqual({ event: 'online', url: expect.stringMatching(/^http:\/\/[a-z2-7]{52}\.localhost:\d+$/), label: expect.stringMatching(/^[a-z2-7]{52}$/) });
+    expect(online).toEqual({
+      event: 'online',
+      url: expect.stringMatching(/^http:\/\/[a-z2-7]{52}\.localhost:\d+$/),
+      label: expect.stringMatching(/^[a-z2-7]{52}$/),
+    });
     const r = await request(relay.port, new URL(online.url).host, { path: '/x?y=1' });
     expect(r.text).toBe('hi /x?y=1');
     await waitFor(() => agent.lines.length > 1, 3000, 'request line');

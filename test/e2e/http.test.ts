@@ -11,7 +11,16 @@ async function echoSetup() {
     req.on('end', () => {
       const body = Buffer.concat(parts);
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ url: req.url, method: req.method, headers: req.headers, rawHeaders: req.rawHeaders, bodyLength: body.length, bodySha: createHash('sha256').update(body).digest('hex') }));
+      res.end(
+        JSON.stringify({
+          url: req.url,
+          method: req.method,
+          headers: req.headers,
+          rawHeaders: req.rawHeaders,
+          bodyLength: body.length,
+          bodySha: createHash('sha256').update(body).digest('hex'),
+        }),
+      );
     });
   });
   const relay = await startRelay();
@@ -45,7 +54,14 @@ describe('HTTP through a tunnel', () => {
   test('repeated request headers stay repeated and in order; hop-by-hop headers are removed', async () => {
     const { relay, host } = await echoSetup();
     const r = await request(relay.port, host, {
-      headers: { 'x-multi': ['one', 'two'], connection: 'keep-alive, x-secret-hop', 'x-secret-hop': 'drop me', 'keep-alive': 'timeout=5', te: 'trailers', 'proxy-authorization': 'Basic abc' },
+      headers: {
+        'x-multi': ['one', 'two'],
+        connection: 'keep-alive, x-secret-hop',
+        'x-secret-hop': 'drop me',
+        'keep-alive': 'timeout=5',
+        te: 'trailers',
+        'proxy-authorization': 'Basic abc',
+      },
     });
     const seen = JSON.parse(r.text);
     const raw: string[] = seen.rawHeaders;

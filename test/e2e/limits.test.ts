@@ -37,10 +37,13 @@ describe('limits, timeouts and relay-made errors', () => {
     const relay = await startRelay({ maxBodyBytes: 100_000 });
     const tunnel = await startTunnel(relay.url, appPort);
     const result = new Promise<{ status: number; code: unknown }>((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port: relay.port, method: 'POST', headers: { host: hostOf(tunnel.url), 'transfer-encoding': 'chunked' } }, (res) => {
-        res.resume();
-        resolve({ status: res.statusCode ?? 0, code: res.headers['x-burrow-error'] });
-      });
+      const req = http.request(
+        { host: '127.0.0.1', port: relay.port, method: 'POST', headers: { host: hostOf(tunnel.url), 'transfer-encoding': 'chunked' } },
+        (res) => {
+          res.resume();
+          resolve({ status: res.statusCode ?? 0, code: res.headers['x-burrow-error'] });
+        },
+      );
       req.on('error', reject);
       req.write(Buffer.alloc(20_000, 1));
       // Once the app is receiving, push the body over the limit.

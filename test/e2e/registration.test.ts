@@ -1,4 +1,4 @@
-import { decodeReason, decodeRegistered, encodeFrame, encodeJson, FrameType, labelFor, signRegistration, type ErrorCode, decodeHello } from '@burrow/protocol';
+import { decodeHello, decodeReason, decodeRegistered, type ErrorCode, encodeFrame, encodeJson, FrameType, labelFor, signRegistration } from '@burrow/protocol';
 import { cleanup, hostOf, newKey, RawAgent, request, startApp, startRelay, startTunnel, waitFor } from '../kit';
 
 afterEach(cleanup);

@@ -1,4 +1,4 @@
-import http from 'node:http';
+import type http from 'node:http';
 import WebSocket, { WebSocketServer } from 'ws';
 import { cleanup, cleanups, hostOf, startApp, startRelay, startTunnel, waitFor } from '../kit';
 
@@ -88,7 +88,9 @@ describe('WebSocket passthrough', () => {
     const host = hostOf(tunnel.url);
 
     const c1 = await openClient(relay.port, host);
-    const closedByApp = new Promise<{ code: number; reason: string }>((resolve) => c1.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    const closedByApp = new Promise<{ code: number; reason: string }>((resolve) =>
+      c1.on('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+    );
     await waitFor(() => appSide !== undefined, 2000, 'app connection');
     appSide?.close(4001, 'server says bye');
     expect(await closedByApp).toEqual({ code: 4001, reason: 'server says bye' });

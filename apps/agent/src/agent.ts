@@ -21,8 +21,8 @@ import {
   FrameType,
   type KeyPair,
   labelFor,
-  signRegistration,
   StreamKind,
+  signRegistration,
 } from '@burrow/protocol';
 import WebSocket from 'ws';
 import { forwardHttp, forwardUpgrade, type LocalForwardContext, type RequestEvent } from './localForward';
@@ -90,7 +90,8 @@ export function connectUrl(relay: string): string {
   const u = new URL(relay);
   if (u.protocol === 'http:') u.protocol = 'ws:';
   else if (u.protocol === 'https:') u.protocol = 'wss:';
-  else if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw new BurrowError('BURROW_ERR_BAD_REQUEST', `relay URL must be http(s) or ws(s), not ${u.protocol}`);
+  else if (u.protocol !== 'ws:' && u.protocol !== 'wss:')
+    throw new BurrowError('BURROW_ERR_BAD_REQUEST', `relay URL must be http(s) or ws(s), not ${u.protocol}`);
   u.pathname = `${u.pathname.replace(/\/+$/, '')}${AGENT_CONNECT_PATH}`;
   u.search = '';
   u.hash = '';
@@ -129,7 +130,10 @@ export class Agent extends EventEmitter<AgentEvents> {
     const agentOptions = { keepAlive: true, maxFreeSockets: 256, scheduling: 'lifo' as const };
     this.local = {
       target: options.target,
-      httpAgent: options.target.protocol === 'https:' ? new https.Agent({ ...agentOptions, rejectUnauthorized: options.insecureLocalTls !== true }) : new http.Agent(agentOptions),
+      httpAgent:
+        options.target.protocol === 'https:'
+          ? new https.Agent({ ...agentOptions, rejectUnauthorized: options.insecureLocalTls !== true })
+          : new http.Agent(agentOptions),
       hostHeader: options.hostHeader ?? 'preserve',
       onRequest: (e) => this.emit('request', e),
     };
@@ -186,12 +190,15 @@ export class Agent extends EventEmitter<AgentEvents> {
     });
     ws.on('close', (code) => this.onClosed(ws, code));
     clearInterval(this.watchdog);
-    this.watchdog = setInterval(() => {
-      if (Date.now() - this.lastReceivedMs > this.deadAfterMs && this.ws === ws) {
-        this.closeReason = `no frame from the relay for ${Math.round((Date.now() - this.lastReceivedMs) / 1000)} s`;
-        ws.terminate();
-      }
-    }, Math.max(25, Math.floor(this.deadAfterMs / 4)));
+    this.watchdog = setInterval(
+      () => {
+        if (Date.now() - this.lastReceivedMs > this.deadAfterMs && this.ws === ws) {
+          this.closeReason = `no frame from the relay for ${Math.round((Date.now() - this.lastReceivedMs) / 1000)} s`;
+          ws.terminate();
+        }
+      },
+      Math.max(25, Math.floor(this.deadAfterMs / 4)),
+    );
     this.watchdog.unref();
   }
 
@@ -217,7 +224,13 @@ export class Agent extends EventEmitter<AgentEvents> {
         const reconnected = this.everOnline;
         this.everOnline = true;
         this.attempt = 0;
-        this.emit('online', { url: r.url, label: r.label, sessionId: r.sessionId, reconnected, ...(r.subdomainUrl !== undefined ? { subdomainUrl: r.subdomainUrl } : {}) });
+        this.emit('online', {
+          url: r.url,
+          label: r.label,
+          sessionId: r.sessionId,
+          reconnected,
+          ...(r.subdomainUrl !== undefined ? { subdomainUrl: r.subdomainUrl } : {}),
+        });
         return;
       }
       case FrameType.ERROR: {

@@ -34,7 +34,10 @@ export interface LocalForwardContext {
 function rewriteHost(headers: readonly string[], ctx: LocalForwardContext): string[] {
   const out = headers.slice();
   if (ctx.hostHeader === 'preserve') return out;
-  const value = ctx.hostHeader === 'rewrite' ? `${ctx.target.hostname.includes(':') ? `[${ctx.target.hostname}]` : ctx.target.hostname}:${ctx.target.port}` : ctx.hostHeader;
+  const value =
+    ctx.hostHeader === 'rewrite'
+      ? `${ctx.target.hostname.includes(':') ? `[${ctx.target.hostname}]` : ctx.target.hostname}:${ctx.target.port}`
+      : ctx.hostHeader;
   for (let i = 0; i < out.length; i += 2) {
     if ((out[i] as string).toLowerCase() === 'host') out[i + 1] = value;
   }
@@ -69,7 +72,14 @@ export function forwardHttp(stream: MuxStream, head: RequestHead, fin: boolean, 
   const report = (error?: string, detail?: string): void => {
     if (done) return;
     done = true;
-    ctx.onRequest({ method: head.method, path: head.target, status, durationMs: performance.now() - started, websocket: false, ...(error !== undefined ? { error, detail } : {}) });
+    ctx.onRequest({
+      method: head.method,
+      path: head.target,
+      status,
+      durationMs: performance.now() - started,
+      websocket: false,
+      ...(error !== undefined ? { error, detail } : {}),
+    });
   };
   req.on('drain', () => {
     if (owed > 0) {
@@ -147,7 +157,14 @@ export function forwardUpgrade(stream: MuxStream, head: RequestHead, ctx: LocalF
   const req = request(ctx, head);
   let settled = false;
   const report = (status: number, error?: string, detail?: string): void => {
-    ctx.onRequest({ method: head.method, path: head.target, status, durationMs: performance.now() - started, websocket: true, ...(error !== undefined ? { error, detail } : {}) });
+    ctx.onRequest({
+      method: head.method,
+      path: head.target,
+      status,
+      durationMs: performance.now() - started,
+      websocket: true,
+      ...(error !== undefined ? { error, detail } : {}),
+    });
   };
   stream.handler = {
     onData() {
@@ -174,7 +191,10 @@ export function forwardUpgrade(stream: MuxStream, head: RequestHead, ctx: LocalF
     }
     settled = true;
     socket.setNoDelay(true);
-    stream.sendHead(FrameType.RESPONSE, encodeResponseHead({ status: 101, reason: res.statusMessage ?? 'Switching Protocols', headers: filterResponseHeaders(res.rawHeaders, true) }));
+    stream.sendHead(
+      FrameType.RESPONSE,
+      encodeResponseHead({ status: 101, reason: res.statusMessage ?? 'Switching Protocols', headers: filterResponseHeaders(res.rawHeaders, true) }),
+    );
     if (rest.length > 0) stream.write(rest);
     report(101);
     bridge(socket, stream, { failureCode: 'BURROW_ERR_LOCAL_ERROR' });

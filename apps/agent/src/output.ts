@@ -10,10 +10,23 @@ type Write = (line: string) => void;
 export function attachJsonOutput(agent: Agent, write: Write): void {
   const out = (obj: object): void => write(`${JSON.stringify(obj)}\n`);
   agent.on('online', (e) =>
-    out({ event: e.reconnected ? 'reconnected' : 'online', url: e.subdomainUrl ?? e.url, label: e.label, ...(e.subdomainUrl !== undefined ? { labelUrl: e.url } : {}) }),
+    out({
+      event: e.reconnected ? 'reconnected' : 'online',
+      url: e.subdomainUrl ?? e.url,
+      label: e.label,
+      ...(e.subdomainUrl !== undefined ? { labelUrl: e.url } : {}),
+    }),
   );
   agent.on('request', (e) =>
-    out({ event: 'request', method: e.method, path: e.path, status: e.status, durationMs: Math.round(e.durationMs * 10) / 10, ...(e.websocket ? { websocket: true } : {}), ...(e.error !== undefined ? { error: e.error, detail: e.detail } : {}) }),
+    out({
+      event: 'request',
+      method: e.method,
+      path: e.path,
+      status: e.status,
+      durationMs: Math.round(e.durationMs * 10) / 10,
+      ...(e.websocket ? { websocket: true } : {}),
+      ...(e.error !== undefined ? { error: e.error, detail: e.detail } : {}),
+    }),
   );
   agent.on('reconnecting', (e) => out({ event: 'reconnecting', attempt: e.attempt, delayMs: e.delayMs, reason: e.reason }));
   agent.on('fatal', (err) => out({ event: 'error', code: err.code, message: err.message }));
@@ -31,10 +44,13 @@ export function attachHumanOutput(agent: Agent, target: LocalTarget, write: Writ
     write(`  ${c('1', e.url)}  →  ${target.origin}\n\n`);
   });
   agent.on('request', (e) => {
-    const status = e.status === 0 ? c('31', (e.error ?? 'ERR').replace('BURROW_ERR_', '')) : c(e.status >= 500 ? '31' : e.status >= 400 ? '33' : '32', String(e.status));
+    const status =
+      e.status === 0 ? c('31', (e.error ?? 'ERR').replace('BURROW_ERR_', '')) : c(e.status >= 500 ? '31' : e.status >= 400 ? '33' : '32', String(e.status));
     const ms = `${e.durationMs < 10 ? e.durationMs.toFixed(1) : Math.round(e.durationMs)} ms`;
     const tail = e.detail !== undefined && e.status === 0 ? `  ${c('2', e.detail)}` : '';
-    write(`${(e.websocket ? 'WS' : e.method).padEnd(7)} ${e.path.length > 60 ? `${e.path.slice(0, 57)}...` : e.path.padEnd(60)} ${status} ${c('2', ms)}${tail}\n`);
+    write(
+      `${(e.websocket ? 'WS' : e.method).padEnd(7)} ${e.path.length > 60 ? `${e.path.slice(0, 57)}...` : e.path.padEnd(60)} ${status} ${c('2', ms)}${tail}\n`,
+    );
   });
   agent.on('reconnecting', (e) => write(`${c('33', 'reconnecting')} in ${(e.delayMs / 1000).toFixed(1)} s (attempt ${e.attempt}): ${e.reason}\n`));
   agent.on('fatal', (err) => write(`${c('31', 'error')} ${err.code}: ${err.message}\n`));

@@ -5,7 +5,7 @@
  * beyond what the windows allow. Every stream it knows ends with an END both ways or a RESET.
  */
 import { randomBytes } from 'node:crypto';
-import type { Bus, BusMessage, Holder } from '@burrow/bus';
+import type { BusMessage, Holder } from '@burrow/bus';
 import { FrameBatcher } from '@burrow/mux';
 import {
   BurrowError,
@@ -14,7 +14,6 @@ import {
   decodeRegister,
   ERRORS,
   type ErrorCode,
-
   encodeJson,
   encodeReason,
   FLAG_FIN,
@@ -41,7 +40,6 @@ interface Route {
 }
 
 type State = 'greeting' | 'registering' | 'active' | 'closed';
-
 
 export class AgentSession {
   readonly id = nanoid();
@@ -217,7 +215,12 @@ export class AgentSession {
     let perNode = this.byIngress.get(replyNode);
     if (frame.type === FrameType.OPEN) {
       if (this.routes.size >= this.ctx.config.maxStreamsPerTunnel) {
-        this.replyReset(replyNode, frame.streamId, 'BURROW_ERR_TOO_MANY_STREAMS', `this tunnel already has ${this.routes.size} requests in flight (limit ${this.ctx.config.maxStreamsPerTunnel})`);
+        this.replyReset(
+          replyNode,
+          frame.streamId,
+          'BURROW_ERR_TOO_MANY_STREAMS',
+          `this tunnel already has ${this.routes.size} requests in flight (limit ${this.ctx.config.maxStreamsPerTunnel})`,
+        );
         return;
       }
       const id = this.nextStreamId;
@@ -332,4 +335,3 @@ export class AgentSession {
     }
   }
 }
-

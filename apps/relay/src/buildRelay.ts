@@ -7,8 +7,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type Bus, MemoryBus } from '@burrow/bus';
-import websocket from '@fastify/websocket';
 import { encodeReason, FrameType, PROTOCOL_VERSION, urlAuthority } from '@burrow/protocol';
+import websocket from '@fastify/websocket';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { AgentSession } from './agentSession';
 import type { RelayConfig } from './config';
@@ -144,14 +144,21 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     return `burrow relay ${RELAY_VERSION}\nTunnels are served at ${publicUrl().replace('://', '://<label>.')}\nAgents connect with: burrow http <port> --relay ${publicUrl()}\n`;
   });
   app.setNotFoundHandler((req, reply) => {
-    const e = renderError('BURROW_ERR_NOT_FOUND', `no relay route ${req.method} ${req.url}; tunnels are at <label>.${config.domain}`, wantsJson(req.headers.accept));
+    const e = renderError(
+      'BURROW_ERR_NOT_FOUND',
+      `no relay route ${req.method} ${req.url}; tunnels are at <label>.${config.domain}`,
+      wantsJson(req.headers.accept),
+    );
     reply.code(e.status).header('x-burrow-error', 'BURROW_ERR_NOT_FOUND').type(e.contentType).send(e.body);
   });
 
-  const tick = setInterval(() => {
-    const now = Date.now();
-    for (const s of sessions.byId.values()) s.tick(now);
-  }, Math.min(1000, Math.max(10, Math.floor(config.pingIntervalMs / 4))));
+  const tick = setInterval(
+    () => {
+      const now = Date.now();
+      for (const s of sessions.byId.values()) s.tick(now);
+    },
+    Math.min(1000, Math.max(10, Math.floor(config.pingIntervalMs / 4))),
+  );
   tick.unref();
 
   let closing: Promise<void> | undefined;

@@ -44,14 +44,75 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
   { key: 'port', flag: '--port', env: 'BURROW_PORT', kind: 'int', min: 0, max: 65535, help: 'TCP port for public traffic and agents', defaultText: '8080' },
   { key: 'host', flag: '--host', env: 'BURROW_HOST', kind: 'string', help: 'address to listen on', defaultText: '0.0.0.0' },
   { key: 'domain', flag: '--domain', env: 'BURROW_DOMAIN', kind: 'string', help: 'tunnels are served at <label>.<domain>', defaultText: 'localhost' },
-  { key: 'publicUrl', flag: '--public-url', env: 'BURROW_PUBLIC_URL', kind: 'string', help: 'apex URL as the public reaches it (set when TLS sits in front)', defaultText: 'http://<domain>:<port>' },
-  { key: 'requestTimeoutMs', flag: '--request-timeout-ms', env: 'BURROW_REQUEST_TIMEOUT_MS', kind: 'int', min: 1, max: 3_600_000, help: 'wait this long for a response head, then 504', defaultText: '30000' },
-  { key: 'maxBodyBytes', flag: '--max-body-bytes', env: 'BURROW_MAX_BODY_BYTES', kind: 'int', min: 0, max: 2 ** 40, help: 'largest request or response body (413 / 502 beyond)', defaultText: '512000' },
-  { key: 'pingIntervalMs', flag: '--ping-interval-ms', env: 'BURROW_PING_INTERVAL_MS', kind: 'int', min: 50, max: 600_000, help: 'ping an agent after this much silence; drop it after twice this', defaultText: '10000' },
-  { key: 'registrationTimeoutMs', flag: '--registration-timeout-ms', env: 'BURROW_REGISTRATION_TIMEOUT_MS', kind: 'int', min: 50, max: 600_000, help: 'close agent sockets that have not registered by then', defaultText: '10000' },
-  { key: 'maxStreamsPerTunnel', flag: '--max-streams-per-tunnel', env: 'BURROW_MAX_STREAMS_PER_TUNNEL', kind: 'int', min: 1, max: 1_000_000, help: 'concurrent requests per tunnel (503 beyond)', defaultText: '1000' },
-  { key: 'streamWindowBytes', flag: '--stream-window-bytes', env: 'BURROW_STREAM_WINDOW_BYTES', kind: 'int', min: 16 * 1024, max: 16 * 1024 * 1024, help: 'per-stream flow-control window', defaultText: String(DEFAULT_STREAM_WINDOW_BYTES) },
-  { key: 'nodeId', flag: '--node-id', env: 'BURROW_NODE_ID', kind: 'string', help: 'this node\'s id on the bus', defaultText: 'random' },
+  {
+    key: 'publicUrl',
+    flag: '--public-url',
+    env: 'BURROW_PUBLIC_URL',
+    kind: 'string',
+    help: 'apex URL as the public reaches it (set when TLS sits in front)',
+    defaultText: 'http://<domain>:<port>',
+  },
+  {
+    key: 'requestTimeoutMs',
+    flag: '--request-timeout-ms',
+    env: 'BURROW_REQUEST_TIMEOUT_MS',
+    kind: 'int',
+    min: 1,
+    max: 3_600_000,
+    help: 'wait this long for a response head, then 504',
+    defaultText: '30000',
+  },
+  {
+    key: 'maxBodyBytes',
+    flag: '--max-body-bytes',
+    env: 'BURROW_MAX_BODY_BYTES',
+    kind: 'int',
+    min: 0,
+    max: 2 ** 40,
+    help: 'largest request or response body (413 / 502 beyond)',
+    defaultText: '512000',
+  },
+  {
+    key: 'pingIntervalMs',
+    flag: '--ping-interval-ms',
+    env: 'BURROW_PING_INTERVAL_MS',
+    kind: 'int',
+    min: 50,
+    max: 600_000,
+    help: 'ping an agent after this much silence; drop it after twice this',
+    defaultText: '10000',
+  },
+  {
+    key: 'registrationTimeoutMs',
+    flag: '--registration-timeout-ms',
+    env: 'BURROW_REGISTRATION_TIMEOUT_MS',
+    kind: 'int',
+    min: 50,
+    max: 600_000,
+    help: 'close agent sockets that have not registered by then',
+    defaultText: '10000',
+  },
+  {
+    key: 'maxStreamsPerTunnel',
+    flag: '--max-streams-per-tunnel',
+    env: 'BURROW_MAX_STREAMS_PER_TUNNEL',
+    kind: 'int',
+    min: 1,
+    max: 1_000_000,
+    help: 'concurrent requests per tunnel (503 beyond)',
+    defaultText: '1000',
+  },
+  {
+    key: 'streamWindowBytes',
+    flag: '--stream-window-bytes',
+    env: 'BURROW_STREAM_WINDOW_BYTES',
+    kind: 'int',
+    min: 16 * 1024,
+    max: 16 * 1024 * 1024,
+    help: 'per-stream flow-control window',
+    defaultText: String(DEFAULT_STREAM_WINDOW_BYTES),
+  },
+  { key: 'nodeId', flag: '--node-id', env: 'BURROW_NODE_ID', kind: 'string', help: "this node's id on the bus", defaultText: 'random' },
   { key: 'logLevel', flag: '--log-level', env: 'BURROW_LOG_LEVEL', kind: 'level', help: `log level (${LEVELS.join(', ')})`, defaultText: 'info' },
 ];
 
@@ -109,7 +170,9 @@ export function parseRelayConfig(argv: readonly string[], env: Readonly<Record<s
     values[o.key] = parseValue(o, raw, name);
   }
   const port = (values.port as number | undefined) ?? 8080;
-  const domain = String(values.domain ?? 'localhost').toLowerCase().replace(/\.$/, '');
+  const domain = String(values.domain ?? 'localhost')
+    .toLowerCase()
+    .replace(/\.$/, '');
   if (!/^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(domain)) {
     throw new ConfigError(`--domain: "${domain}" is not a host name`);
   }

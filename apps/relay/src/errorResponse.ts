@@ -9,7 +9,7 @@ const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;'
 const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => ESCAPES[c] as string);
 
 export function wantsJson(accept: string | undefined): boolean {
-  return accept !== undefined && accept.includes('application/json');
+  return accept?.includes('application/json') === true;
 }
 
 export interface ErrorBody {

@@ -35,7 +35,9 @@ function connectionTokens(raw: readonly string[]): Set<string> | undefined {
     if ((raw[i] as string).length === 10 && (raw[i] as string).toLowerCase() === 'connection') {
       for (const t of (raw[i + 1] as string).split(',')) {
         const name = t.trim().toLowerCase();
-        if (name !== '') (tokens ??= new Set()).add(name);
+        if (name === '') continue;
+        tokens ??= new Set();
+        tokens.add(name);
       }
     }
   }
@@ -77,5 +79,13 @@ export function forwardRequestHeaders(raw: readonly string[], ctx: ForwardContex
 /** Response headers are filtered by the agent; the relay only guards against a lying agent. */
 export function hasHopByHop(name: string): boolean {
   const lower = name.toLowerCase();
-  return lower === 'connection' || lower === 'transfer-encoding' || lower === 'keep-alive' || lower === 'upgrade' || lower === 'proxy-connection' || lower === 'trailer' || lower === 'te';
+  return (
+    lower === 'connection' ||
+    lower === 'transfer-encoding' ||
+    lower === 'keep-alive' ||
+    lower === 'upgrade' ||
+    lower === 'proxy-connection' ||
+    lower === 'trailer' ||
+    lower === 'te'
+  );
 }

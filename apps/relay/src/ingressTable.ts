@@ -4,8 +4,8 @@
  * A stream is in the table before its first frame is sent.
  */
 import type { Bus, BusFrame, Holder } from '@burrow/bus';
-import { FrameType } from '@burrow/protocol';
 import { type FrameSink, MuxStream } from '@burrow/mux';
+import { FrameType } from '@burrow/protocol';
 
 const EMPTY = Buffer.alloc(0);
 

@@ -31,7 +31,10 @@ async function main(): Promise<void> {
   const relay = await buildRelay(config);
   try {
     const url = await relay.listen();
-    relay.app.log.info({ node: relay.nodeId, listen: `${config.host}:${config.port}`, tunnels: url.replace('://', '://<label>.') }, `burrow-relay ${RELAY_VERSION} ready at ${url}`);
+    relay.app.log.info(
+      { node: relay.nodeId, listen: `${config.host}:${config.port}`, tunnels: url.replace('://', '://<label>.') },
+      `burrow-relay ${RELAY_VERSION} ready at ${url}`,
+    );
   } catch (err) {
     process.stderr.write(`burrow-relay: cannot listen on ${config.host}:${config.port}: ${(err as Error).message}\n`);
     process.exit(1);

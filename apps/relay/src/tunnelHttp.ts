@@ -124,7 +124,10 @@ class HttpExchange implements StreamHandler {
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i] as string;
       if (name.length === 14 && name.toLowerCase() === 'content-length' && Number(headers[i + 1]) > ctx.config.maxBodyBytes) {
-        this.failBeforeHead('BURROW_ERR_RESPONSE_TOO_LARGE', `the local app's response of ${headers[i + 1]} bytes is over this relay's limit of ${ctx.config.maxBodyBytes} bytes`);
+        this.failBeforeHead(
+          'BURROW_ERR_RESPONSE_TOO_LARGE',
+          `the local app's response of ${headers[i + 1]} bytes is over this relay's limit of ${ctx.config.maxBodyBytes} bytes`,
+        );
         return;
       }
       if (hasHopByHop(name)) {
@@ -216,7 +219,8 @@ class HttpExchange implements StreamHandler {
 
   private logDone(status: number): void {
     const level = this.ctx.log.level;
-    if (level === 'debug' || level === 'trace') this.ctx.log.debug({ method: this.req.method, url: this.req.url, status, bytesIn: this.bytesIn, bytesOut: this.bytesOut }, 'request done');
+    if (level === 'debug' || level === 'trace')
+      this.ctx.log.debug({ method: this.req.method, url: this.req.url, status, bytesIn: this.bytesIn, bytesOut: this.bytesOut }, 'request done');
   }
 }
 

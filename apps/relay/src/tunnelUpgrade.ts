@@ -4,12 +4,13 @@
  * carries raw bytes both ways, so frames, subprotocols, extensions and close codes pass through
  * untouched. A refusal (403, 404, ...) is written back as the app sent it.
  */
-import { validateHeaderName, validateHeaderValue } from 'node:http';
+
 import type { IncomingMessage } from 'node:http';
+import { validateHeaderName, validateHeaderValue } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Holder } from '@burrow/bus';
 import { bridge, type MuxStream } from '@burrow/mux';
-import { BurrowError, decodeResponseHead, encodeRequestHead, type ErrorCode, FrameType, type Reason, type ResponseHead, StreamKind } from '@burrow/protocol';
+import { BurrowError, decodeResponseHead, type ErrorCode, encodeRequestHead, FrameType, type Reason, type ResponseHead, StreamKind } from '@burrow/protocol';
 import { rawErrorResponse } from './errorResponse';
 import { forwardRequestHeaders } from './forwardHeaders';
 import type { RelayContext } from './relayContext';

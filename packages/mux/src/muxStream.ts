@@ -7,9 +7,9 @@ import {
   BurrowError,
   decodeCredit,
   decodeReason,
+  type ErrorCode,
   encodeCredit,
   encodeReason,
-  type ErrorCode,
   FLAG_FIN,
   FrameType,
   MAX_DATA_CHUNK_BYTES,
@@ -173,7 +173,10 @@ export class MuxStream {
             throw new BurrowError('BURROW_ERR_PROTOCOL', `data on stream ${this.id} ${this.remoteEnded ? 'after its end' : 'before its head'}`);
           }
           if (payload.length > this.recvRemaining) {
-            throw new BurrowError('BURROW_ERR_FLOW_CONTROL', `peer sent ${payload.length} bytes with ${this.recvRemaining} bytes of credit on stream ${this.id}`);
+            throw new BurrowError(
+              'BURROW_ERR_FLOW_CONTROL',
+              `peer sent ${payload.length} bytes with ${this.recvRemaining} bytes of credit on stream ${this.id}`,
+            );
           }
           this.recvRemaining -= payload.length;
           if (payload.length > 0) this.handler?.onData(payload);

@@ -13,7 +13,10 @@ export interface Reason {
 
 export function encodeReason(code: ErrorCode, message: string = ERRORS[code].title): Buffer {
   const text = Buffer.from(message, 'utf8');
-  const cut = text.length > MAX_REASON_BYTES ? text.subarray(0, MAX_REASON_BYTES) : text;
+  let end = Math.min(text.length, MAX_REASON_BYTES);
+  // Never cut inside a UTF-8 sequence: back up over the continuation bytes of a split character.
+  while (end < text.length && end > 0 && ((text[end] as number) & 0xc0) === 0x80) end--;
+  const cut = text.subarray(0, end);
   const buf = Buffer.allocUnsafe(2 + cut.length);
   buf.writeUInt16BE(ERRORS[code].wire, 0);
   buf.set(cut, 2);

@@ -6,7 +6,7 @@
  */
 import { FRAME_HEADER_BYTES, MAX_FRAME_PAYLOAD_BYTES, SESSION_STREAM_ID } from './constants';
 import { BurrowError } from './errors';
-import { ALLOWED_FLAGS, type Direction, FrameType, isAllowed, isStreamType } from './frameTypes';
+import { ALLOWED_FLAGS, type Direction, type FrameType, isAllowed, isStreamType } from './frameTypes';
 
 export interface Frame {
   readonly type: FrameType;
@@ -19,14 +19,7 @@ export interface Frame {
 const EMPTY = Buffer.alloc(0);
 
 /** Writes a frame header at `offset` of `target`. */
-export function writeFrameHeader(
-  target: Buffer,
-  offset: number,
-  type: FrameType,
-  flags: number,
-  streamId: number,
-  length: number,
-): void {
+export function writeFrameHeader(target: Buffer, offset: number, type: FrameType, flags: number, streamId: number, length: number): void {
   target[offset] = type;
   target[offset + 1] = flags;
   target.writeUInt32BE(streamId >>> 0, offset + 2);
@@ -47,7 +40,10 @@ export function encodeFrame(type: FrameType, flags: number, streamId: number, pa
 /** Checks a decoded header against the rules; throws a coded error naming what is wrong. */
 function validateHeader(direction: Direction, type: number, flags: number, streamId: number, length: number, maxPayload: number): void {
   if (!isAllowed(direction, type)) {
-    throw new BurrowError('BURROW_ERR_PROTOCOL', `frame type 0x${type.toString(16)} is not allowed ${direction === 'relayToAgent' ? 'from the relay' : 'from an agent'}`);
+    throw new BurrowError(
+      'BURROW_ERR_PROTOCOL',
+      `frame type 0x${type.toString(16)} is not allowed ${direction === 'relayToAgent' ? 'from the relay' : 'from an agent'}`,
+    );
   }
   if ((flags & ~ALLOWED_FLAGS[type]) !== 0) {
     throw new BurrowError('BURROW_ERR_PROTOCOL', `flags 0x${flags.toString(16)} not allowed on frame type 0x${type.toString(16)}`);

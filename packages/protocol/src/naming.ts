@@ -64,7 +64,10 @@ export function validateSessionName(name: string): void {
 export function normalizeSubdomain(name: string): string {
   const lower = name.toLowerCase();
   if (!DNS_LABEL_PATTERN.test(lower)) {
-    throw new BurrowError('BURROW_ERR_INVALID_NAME', `subdomain "${name}" is not a DNS label: use 1-63 letters, digits or '-', not starting or ending with '-'`);
+    throw new BurrowError(
+      'BURROW_ERR_INVALID_NAME',
+      `subdomain "${name}" is not a DNS label: use 1-63 letters, digits or '-', not starting or ending with '-'`,
+    );
   }
   if (isKeyLabel(lower)) {
     throw new BurrowError('BURROW_ERR_INVALID_NAME', `subdomain "${name}" looks like a key-derived label; choose a shorter name`);

@@ -87,7 +87,8 @@ export function verifyRegistration(payload: RegisterPayload, input: VerifyRegist
     throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'registration claims are not a JSON object');
   }
   const { v, pub, nonce, iat, ttl, aud, session, subdomain } = claims;
-  if (v !== PROTOCOL_VERSION) throw new BurrowError('BURROW_ERR_UNSUPPORTED_VERSION', `registration for protocol ${String(v)}, relay speaks ${PROTOCOL_VERSION}`);
+  if (v !== PROTOCOL_VERSION)
+    throw new BurrowError('BURROW_ERR_UNSUPPORTED_VERSION', `registration for protocol ${String(v)}, relay speaks ${PROTOCOL_VERSION}`);
   if (typeof pub !== 'string' || typeof nonce !== 'string' || typeof aud !== 'string') {
     throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'registration needs string pub, nonce and aud');
   }
@@ -105,8 +106,10 @@ export function verifyRegistration(payload: RegisterPayload, input: VerifyRegist
     throw new BurrowError('BURROW_ERR_NONCE_REPLAYED', 'registration nonce was not issued on this connection or was already used');
   }
   const lifetime = Math.min(ttl, REGISTRATION_TTL_MS);
-  if (input.nowMs > iat + lifetime) throw new BurrowError('BURROW_ERR_TOKEN_EXPIRED', `registration signed ${input.nowMs - iat} ms ago, valid for ${lifetime} ms; check the agent's clock`);
-  if (iat > input.nowMs + MAX_CLOCK_SKEW_MS) throw new BurrowError('BURROW_ERR_TOKEN_EXPIRED', `registration signed ${iat - input.nowMs} ms in the future; check the agent's clock`);
+  if (input.nowMs > iat + lifetime)
+    throw new BurrowError('BURROW_ERR_TOKEN_EXPIRED', `registration signed ${input.nowMs - iat} ms ago, valid for ${lifetime} ms; check the agent's clock`);
+  if (iat > input.nowMs + MAX_CLOCK_SKEW_MS)
+    throw new BurrowError('BURROW_ERR_TOKEN_EXPIRED', `registration signed ${iat - input.nowMs} ms in the future; check the agent's clock`);
   const authority = urlAuthority(aud);
   if (!input.audiences.includes(authority)) {
     throw new BurrowError('BURROW_ERR_WRONG_AUDIENCE', `registration is for ${authority}, this relay is ${input.audiences.join(' or ')}`);
