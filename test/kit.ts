@@ -40,7 +40,7 @@ export async function startRelay(overrides: Partial<RelayConfig> = {}, bus?: Bus
   const relay = await buildRelay(config, bus !== undefined ? { bus } : {});
   const url = await relay.listen();
   cleanups.push(() => relay.close());
-  return { relay, url, port: Number(new URL(url).port) };
+  return { relay, url, port: (relay.app.server.address() as AddressInfo).port };
 }
 
 export async function startApp(handler: RequestListener): Promise<{ server: Server; port: number }> {

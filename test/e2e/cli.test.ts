@@ -185,3 +185,25 @@ describe('burrow-relay (relay CLI)', () => {
     expect(await relay.exit).toBe(0);
   });
 });
+
+describe('burrow --key', () => {
+  test('uses the given key file, creating it 0600 in a new folder', async () => {
+    const { port: appPort } = await startApp((_req, res) => res.end('k'));
+    const relay = await startRelay();
+    const keyPath = join(home(), 'nested', 'my-key.json');
+    const agent = run(AGENT_BIN, ['http', String(appPort), '--relay', relay.url, '--json', '--key', keyPath], { BURROW_HOME: home() });
+    await waitFor(() => agent.lines.length > 0, 8000, 'online line');
+    const online = JSON.parse(agent.lines[0] as string);
+    expect(statSync(keyPath).mode & 0o777).toBe(0o600);
+    expect(online.label).toBe(labelFor(keyPairFromJwk(JSON.parse(readFileSync(keyPath, 'utf8'))).publicKey));
+  });
+
+  test('a corrupt key file is a clear error, exit 2', async () => {
+    const dir = home();
+    const keyPath = join(dir, 'key.json');
+    require('node:fs').writeFileSync(keyPath, '{"kty":"OKP"}', { mode: 0o600 });
+    const r = run(AGENT_BIN, ['http', '3000', '--key', keyPath]);
+    expect(await r.exit).toBe(2);
+    expect(r.stderr()).toContain('not a valid Ed25519 JWK');
+  });
+});

@@ -298,3 +298,73 @@ describe('HTTP through a tunnel', () => {
     await waitFor(() => relay.relay.stats().ingressStreams === 0 && relay.relay.stats().agentStreams === 0, 3000, 'streams to be released');
   });
 });
+
+describe('relay behind TLS and agent options', () => {
+  test('--public-url sets the printed URL and X-Forwarded-Proto; --host-header rewrite sends the target host', async () => {
+    const { port: appPort } = await startApp((req, res) => res.end(JSON.stringify({ host: req.headers.host, proto: req.headers['x-forwarded-proto'], fhost: req.headers['x-forwarded-host'] })));
+    const relay = await startRelay({ domain: 'tunnel.example.com', publicUrl: 'https://tunnel.example.com' });
+    // The agent dials the relay directly (as behind a TLS terminator); its token names that address.
+    const tunnel = await startTunnel(`http://127.0.0.1:${relay.port}`, appPort, { hostHeader: 'rewrite' });
+    expect(tunnel.url).toBe(`https://${tunnel.label}.tunnel.example.com`);
+    const r = await request(relay.port, `${tunnel.label}.tunnel.example.com`);
+    expect(JSON.parse(r.text)).toEqual({ host: `localhost:${appPort}`, proto: 'https', fhost: `${tunnel.label}.tunnel.example.com` });
+  });
+
+  test('a local app that reads slowly holds the public upload back', async () => {
+    const total = 48 * 1024 * 1024;
+    let appReq: http.IncomingMessage | undefined;
+    let appBytes = 0;
+    const { port: appPort } = await startApp((req, res) => {
+      appReq = req;
+      req.pause();
+      req.on('data', (c: Buffer) => {
+        appBytes += c.length;
+      });
+      req.on('end', () => res.end(String(appBytes)));
+    });
+    const relay = await startRelay({ maxBodyBytes: 2 * total });
+    const tunnel = await startTunnel(relay.url, appPort);
+    let sent = 0;
+    const chunk = Buffer.alloc(64 * 1024, 3);
+    const done = new Promise<string>((resolve, reject) => {
+      const req = http.request(
+        { host: '127.0.0.1', port: relay.port, method: 'POST', headers: { host: hostOf(tunnel.url), 'content-length': String(total) } },
+        (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => {
+            body += c.toString();
+          });
+          res.on('end', () => resolve(body));
+        },
+      );
+      req.on('error', reject);
+      const pump = (): void => {
+        while (sent < total) {
+          sent += chunk.length;
+          if (!req.write(chunk)) {
+            req.once('drain', pump);
+            return;
+          }
+        }
+        req.end();
+      };
+      pump();
+    });
+    await waitFor(() => appReq !== undefined, 3000, 'request at the app');
+    let last = -1;
+    await waitFor(
+      async () => {
+        const now = sent;
+        const stable = now === last;
+        last = now;
+        await new Promise((r) => setTimeout(r, 100));
+        return stable;
+      },
+      5000,
+      'the upload to stall',
+    );
+    expect(sent).toBeLessThan(total / 2);
+    appReq?.resume();
+    expect(await done).toBe(String(total));
+  }, 30_000);
+});

@@ -60,7 +60,7 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   let boundPort = config.port;
 
   const serverFactory = (fastifyHandler: (req: IncomingMessage, res: ServerResponse) => void): Server => {
-    const server = createServer({ requireHostHeader: true, headersTimeout: 20_000, requestTimeout: 0, keepAliveTimeout: 5_000 }, (req, res) => {
+    const server = createServer({ requireHostHeader: true, headersTimeout: 20_000, requestTimeout: 300_000, keepAliveTimeout: 5_000 }, (req, res) => {
       const route = routeHost(req.headers.host);
       const ctx = ctxRef;
       if (route.kind === 'tunnel' && ctx !== undefined) handleTunnelRequest(ctx, req, res, route.label);

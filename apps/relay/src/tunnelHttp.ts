@@ -60,11 +60,13 @@ function proxyRequest(ctx: RelayContext, req: IncomingMessage, res: ServerRespon
   const exchange = new HttpExchange(ctx, req, res, stream);
   stream.handler = exchange;
   stream.sendHead(FrameType.OPEN, head, !hasBody);
-  if (hasBody && !stream.isClosed) exchange.pumpRequestBody();
+  if (!hasBody) exchange.startTimer();
+  else if (!stream.isClosed) exchange.pumpRequestBody();
 }
 
 class HttpExchange implements StreamHandler {
-  private readonly timer: NodeJS.Timeout;
+  private timer: NodeJS.Timeout | undefined;
+  private headSeen = false;
   private bytesIn = 0;
   private bytesOut = 0;
   private owedCredit = 0;
@@ -76,7 +78,6 @@ class HttpExchange implements StreamHandler {
     private readonly res: ServerResponse,
     private readonly stream: MuxStream,
   ) {
-    this.timer = setTimeout(this.onTimeout, ctx.config.requestTimeoutMs);
     res.on('close', this.onClientClose);
   }
 
@@ -90,7 +91,15 @@ class HttpExchange implements StreamHandler {
       }
       if (!stream.write(chunk)) req.pause();
     });
-    req.on('end', () => stream.end());
+    req.on('end', () => {
+      stream.end();
+      this.startTimer();
+    });
+  }
+
+  /** The response-head timeout runs from the moment the whole request has been passed on. */
+  startTimer(): void {
+    if (!this.headSeen && !this.stream.isClosed) this.timer = setTimeout(this.onTimeout, this.ctx.config.requestTimeoutMs);
   }
 
   private requestTooLarge(): void {
@@ -110,6 +119,7 @@ class HttpExchange implements StreamHandler {
 
   onHead(payload: Buffer, fin: boolean): void {
     clearTimeout(this.timer);
+    this.headSeen = true;
     const { res, ctx } = this;
     if (res.destroyed) return;
     let status: number;
