@@ -103,11 +103,13 @@ describe('burrow (agent CLI)', () => {
     await waitFor(() => agent.lines.length > 0, 8000, 'online line');
     const host = new URL(JSON.parse(agent.lines[0] as string).url).host;
     const http = await import('node:http');
+    let gotFirstHalf = false;
     const cut = new Promise<{ status: number; complete: boolean; body: string }>((resolve) => {
       const req = http.request({ host: '127.0.0.1', port: relay.port, path: '/partial', headers: { host } }, (res) => {
         let body = '';
         res.on('data', (c: Buffer) => {
           body += c.toString();
+          gotFirstHalf = body === 'first half';
         });
         res.on('error', () => {});
         res.on('close', () => resolve({ status: res.statusCode ?? 0, complete: res.complete, body }));
@@ -116,7 +118,7 @@ describe('burrow (agent CLI)', () => {
       req.end();
     });
     const headless = request(relay.port, host, { path: '/wait' });
-    await waitFor(() => partial !== undefined && waiting, 3000, 'both requests at the app');
+    await waitFor(() => partial !== undefined && gotFirstHalf && waiting, 3000, 'the first half through and the second request at the app');
     agent.child.kill('SIGKILL');
     const [a, b] = await Promise.all([cut, headless]);
     expect(a).toEqual({ status: 200, complete: false, body: 'first half' });

@@ -301,7 +301,9 @@ describe('HTTP through a tunnel', () => {
 
 describe('relay behind TLS and agent options', () => {
   test('--public-url sets the printed URL and X-Forwarded-Proto; --host-header rewrite sends the target host', async () => {
-    const { port: appPort } = await startApp((req, res) => res.end(JSON.stringify({ host: req.headers.host, proto: req.headers['x-forwarded-proto'], fhost: req.headers['x-forwarded-host'] })));
+    const { port: appPort } = await startApp((req, res) =>
+      res.end(JSON.stringify({ host: req.headers.host, proto: req.headers['x-forwarded-proto'], fhost: req.headers['x-forwarded-host'] })),
+    );
     const relay = await startRelay({ domain: 'tunnel.example.com', publicUrl: 'https://tunnel.example.com' });
     // The agent dials the relay directly (as behind a TLS terminator); its token names that address.
     const tunnel = await startTunnel(`http://127.0.0.1:${relay.port}`, appPort, { hostHeader: 'rewrite' });

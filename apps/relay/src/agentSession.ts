@@ -54,6 +54,8 @@ export class AgentSession {
   private readonly byIngress = new Map<string, Map<number, number>>();
   private nextStreamId = 1;
   private registrationTimer: NodeJS.Timeout | undefined;
+  /** When the outstanding ping was sent, if one is. */
+  private pingSentMs: number | undefined;
   private readonly log: FastifyBaseLogger;
 
   constructor(
@@ -275,15 +277,23 @@ export class AgentSession {
     this.ctx.bus.publish(node, { kind: 'toIngress', frame: { type: FrameType.RESET, flags: 0, streamId: ingressId, payload: encodeReason(code, message) } });
   }
 
-  /** Liveness: called about every second by the relay. */
+  /**
+   * Liveness, called on a short interval. Pings after a ping interval of silence either way;
+   * declares the agent dead only when a ping has gone unanswered for a further interval, so a
+   * stalled event loop here never condemns an agent that had no chance to answer.
+   */
   tick(nowMs: number): void {
     if (this.state !== 'active') return;
     const { pingIntervalMs } = this.ctx.config;
-    if (nowMs - this.lastReceivedMs >= 2 * pingIntervalMs) {
-      this.close('BURROW_ERR_HEARTBEAT_TIMEOUT', `no frame from the agent for ${nowMs - this.lastReceivedMs} ms`);
-      return;
+    if (this.pingSentMs !== undefined) {
+      if (this.lastReceivedMs >= this.pingSentMs) this.pingSentMs = undefined;
+      else if (nowMs - this.pingSentMs >= pingIntervalMs) {
+        this.close('BURROW_ERR_HEARTBEAT_TIMEOUT', `no frame from the agent for ${nowMs - this.lastReceivedMs} ms`);
+        return;
+      }
     }
-    if (nowMs - this.lastSentMs >= pingIntervalMs) {
+    if (this.pingSentMs === undefined && (nowMs - this.lastSentMs >= pingIntervalMs || nowMs - this.lastReceivedMs >= pingIntervalMs)) {
+      this.pingSentMs = nowMs;
       const stamp = Buffer.allocUnsafe(8);
       stamp.writeDoubleBE(nowMs, 0);
       this.batcher.sendFrame(FrameType.PING, 0, 0, stamp);
