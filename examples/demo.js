@@ -5,7 +5,7 @@
  * line to try it. Ctrl-C stops all three.
  * Env: BURROW_PORT (relay, default 8080), DEMO_APP_PORT (default 3000), BURROW_HOME (agent key).
  */
-'use strict';
+
 const { spawn } = require('node:child_process');
 const path = require('node:path');
 const http = require('node:http');
@@ -33,8 +33,7 @@ function prefix(child, name, stream) {
   let buf = '';
   child[stream].on('data', (d) => {
     buf += d;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
       process.stdout.write(`${name} | ${buf.slice(0, i)}\n`);
       buf = buf.slice(i + 1);
     }

@@ -4,7 +4,7 @@
  * /events (server-sent events, one per second) and /echo (POST body echoed back).
  * Usage: node examples/hello-app.js [port]   (default 3000, or $PORT)
  */
-'use strict';
+
 const http = require('node:http');
 
 const port = Number(process.argv[2] ?? process.env.PORT ?? 3000);

@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingHttpHeaders, type IncomingMessage, type RequestListener, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { type ConnectOptions, connect, type Tunnel } from '@burrow/agent';
 import type { Bus } from '@burrow/bus';
 import { type KeyPair, keyPairFromSeed } from '@burrow/protocol';
@@ -110,6 +110,15 @@ export function hostOf(url: string): string {
   return new URL(url).host;
 }
 
+/** A loopback port that was free a moment ago. */
+export async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
 /** Polls until `check` returns true or the deadline passes. */
 export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -146,8 +155,8 @@ export class RawAgent {
   private wake(): void {
     for (const w of this.waiters.splice(0)) w();
   }
-  static async open(relayUrl: string): Promise<RawAgent> {
-    const ws = new WebSocket(`${relayUrl.replace(/^http/, 'ws')}/_burrow/connect`);
+  static async open(relayUrl: string, headers: Record<string, string> = {}): Promise<RawAgent> {
+    const ws = new WebSocket(`${relayUrl.replace(/^http/, 'ws')}/_burrow/connect`, { headers });
     const agent = new RawAgent(ws);
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());

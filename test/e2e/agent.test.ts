@@ -1,16 +1,10 @@
-import net from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { connect } from '@burrow/agent';
-import { cleanup, hostOf, newKey, request, startApp, startRelay, startTunnel, waitFor } from '../kit';
+import { encodeFrame, encodeJson, FrameType } from '@burrow/protocol';
+import { WebSocketServer } from 'ws';
+import { cleanup, cleanups, freePort, hostOf, newKey, request, startApp, startRelay, startTunnel, waitFor } from '../kit';
 
 afterEach(cleanup);
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 describe('agent', () => {
   test('connect() resolves with the URL; close() ends the session', async () => {
@@ -40,15 +34,53 @@ describe('agent', () => {
     expect((await request(second.port, hostOf(tunnel.url))).text).toBe('back');
   });
 
-  test('reconnects when the relay goes silent', async () => {
-    const { port: appPort } = await startApp((_req, res) => res.end('ok'));
-    // The relay never pings within the test; the agent's watchdog must notice the silence.
-    const relay = await startRelay({ pingIntervalMs: 600_000 });
-    const tunnel = await startTunnel(relay.url, appPort, { deadAfterMs: 300, reconnectInitialMs: 20 });
+  test('reconnects when the relay goes silent, and never sooner than twice its ping interval', async () => {
+    // A fake relay: greets, accepts the registration, then says nothing at all.
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, path: '/_burrow/connect' });
+    await new Promise<void>((r) => wss.once('listening', () => r()));
+    cleanups.push(() => {
+      for (const c of wss.clients) c.terminate();
+      wss.close();
+    });
+    const port = (wss.address() as AddressInfo).port;
+    let connections = 0;
+    wss.on('connection', (ws) => {
+      connections++;
+      ws.send(
+        encodeFrame(
+          FrameType.HELLO,
+          0,
+          0,
+          encodeJson({ v: 1, nonce: 'n', relay: `http://localhost:${port}`, windowBytes: 65536, maxBodyBytes: 1000, pingIntervalMs: 150 }),
+        ),
+      );
+      ws.on('message', () => {
+        ws.send(encodeFrame(FrameType.REGISTERED, 0, 0, encodeJson({ label: 'x', url: 'http://x.localhost', sessionId: `s${connections}` })));
+      });
+    });
+    const tunnel = await startTunnel(`http://localhost:${port}`, 1, { deadAfterMs: 100, reconnectInitialMs: 20 });
+    const started = Date.now();
     const reason = await new Promise<string>((resolve) => tunnel.agent.once('reconnecting', (e) => resolve(e.reason)));
     expect(reason).toContain('no frame from the relay');
-    const online = await new Promise<{ url: string }>((resolve) => tunnel.agent.once('online', resolve));
-    expect(online.url).toBe(tunnel.url);
+    // deadAfterMs was 100 but the relay said it pings every 150 ms: the agent waited for 300.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+    const online = await new Promise<{ reconnected: boolean }>((resolve) => tunnel.agent.once('online', resolve));
+    expect(online.reconnected).toBe(true);
+    expect(connections).toBe(2);
+  });
+
+  test('a relay speaking another protocol version is a fatal error, not a retry loop', async () => {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, path: '/_burrow/connect' });
+    await new Promise<void>((r) => wss.once('listening', () => r()));
+    cleanups.push(() => wss.close());
+    let connections = 0;
+    wss.on('connection', (ws) => {
+      connections++;
+      ws.send(encodeFrame(FrameType.HELLO, 0, 0, encodeJson({ v: 2, nonce: 'n', relay: 'x', windowBytes: 65536, maxBodyBytes: 1000, pingIntervalMs: 1000 })));
+    });
+    const port = (wss.address() as AddressInfo).port;
+    await expect(startTunnel(`http://localhost:${port}`, 1, { reconnectInitialMs: 10 })).rejects.toMatchObject({ code: 'BURROW_ERR_UNSUPPORTED_VERSION' });
+    expect(connections).toBe(1);
   });
 
   test('backoff grows and is capped', async () => {

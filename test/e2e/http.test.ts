@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import http from 'node:http';
-import { cleanup, hostOf, request, startApp, startRelay, startTunnel, waitFor } from '../kit';
+import { cleanup, freePort, hostOf, request, startApp, startRelay, startTunnel, waitFor } from '../kit';
 
 afterEach(cleanup);
 
@@ -304,7 +304,8 @@ describe('relay behind TLS and agent options', () => {
     const { port: appPort } = await startApp((req, res) =>
       res.end(JSON.stringify({ host: req.headers.host, proto: req.headers['x-forwarded-proto'], fhost: req.headers['x-forwarded-host'] })),
     );
-    const relay = await startRelay({ domain: 'tunnel.example.com', publicUrl: 'https://tunnel.example.com' });
+    const port = await freePort();
+    const relay = await startRelay({ port, domain: 'tunnel.example.com', publicUrl: 'https://tunnel.example.com', extraAudiences: [`127.0.0.1:${port}`] });
     // The agent dials the relay directly (as behind a TLS terminator); its token names that address.
     const tunnel = await startTunnel(`http://127.0.0.1:${relay.port}`, appPort, { hostHeader: 'rewrite' });
     expect(tunnel.url).toBe(`https://${tunnel.label}.tunnel.example.com`);

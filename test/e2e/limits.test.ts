@@ -181,6 +181,39 @@ describe('limits, timeouts and relay-made errors', () => {
     expect((await second).status).toBe(200);
   });
 
+  test('a local app that answers with something other than HTTP gives 502 LOCAL_ERROR', async () => {
+    const garbage = net.createServer((socket) => socket.on('data', () => socket.end('SSH-2.0-OpenSSH_9.2\r\n\r\n')));
+    await new Promise<void>((r) => garbage.listen(0, '127.0.0.1', r));
+    const garbagePort = (garbage.address() as net.AddressInfo).port;
+    const relay = await startRelay();
+    const tunnel = await startTunnel(relay.url, garbagePort);
+    const r = await request(relay.port, hostOf(tunnel.url), { headers: { accept: 'application/json' } });
+    garbage.close();
+    expect(r.status).toBe(502);
+    expect(r.headers['x-burrow-error']).toBe('BURROW_ERR_LOCAL_ERROR');
+    expect(JSON.parse(r.text).error.message).toContain('invalid HTTP response');
+  });
+
+  test('malformed and oversized request heads get coded answers from the relay', async () => {
+    const relay = await startRelay();
+    const raw = (bytes: string): Promise<string> =>
+      new Promise((resolve) => {
+        const socket = net.connect(relay.port, '127.0.0.1', () => socket.write(bytes));
+        let out = '';
+        socket.on('data', (c: Buffer) => {
+          out += c.toString('latin1');
+        });
+        socket.on('close', () => resolve(out));
+        socket.on('error', () => {});
+      });
+    const huge = await raw(`GET / HTTP/1.1\r\nHost: x.localhost\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+    expect(huge).toMatch(/^HTTP\/1\.1 431 /);
+    expect(huge).toContain('x-burrow-error: BURROW_ERR_HEADERS_TOO_LARGE');
+    const bad = await raw('GET / HTTP/1.1\r\nHost: x.localhost\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n');
+    expect(bad).toMatch(/^HTTP\/1\.1 400 /);
+    expect(bad).toContain('x-burrow-error: BURROW_ERR_BAD_REQUEST');
+  });
+
   test('apex: health and version routes, and a coded 404 for anything else', async () => {
     const relay = await startRelay();
     const apex = `localhost:${relay.port}`;

@@ -60,6 +60,14 @@ describe('registration', () => {
     await expectRefused(agent, 'BURROW_ERR_WRONG_AUDIENCE', 4001);
   });
 
+  test('the Host header a client sends does not widen the accepted audiences', async () => {
+    const relay = await startRelay();
+    // A rogue relay relaying our nonce to a victim agent would connect with its own name as Host.
+    const agent = await RawAgent.open(relay.url, { host: 'rogue.example.net' });
+    await agent.register(newKey(), 'https://rogue.example.net');
+    await expectRefused(agent, 'BURROW_ERR_WRONG_AUDIENCE', 4001);
+  });
+
   test('no registration within the deadline closes the socket', async () => {
     const relay = await startRelay({ registrationTimeoutMs: 100 });
     const agent = await RawAgent.open(relay.url);

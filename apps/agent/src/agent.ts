@@ -119,6 +119,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private readonly local: LocalForwardContext;
   private readonly deadAfterMs: number;
+  private effectiveDeadAfterMs: number;
   private readonly url: string;
   private closedPromise: Promise<void> | undefined;
 
@@ -127,6 +128,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.label = labelFor(options.keyPair.publicKey, options.session);
     this.url = connectUrl(options.relay);
     this.deadAfterMs = options.deadAfterMs ?? 20_000;
+    this.effectiveDeadAfterMs = this.deadAfterMs;
     const agentOptions = { keepAlive: true, maxFreeSockets: 256, scheduling: 'lifo' as const };
     this.local = {
       target: options.target,
@@ -157,15 +159,12 @@ export class Agent extends EventEmitter<AgentEvents> {
     });
     this.ws = ws;
     this.lastReceivedMs = Date.now();
+    this.effectiveDeadAfterMs = this.deadAfterMs;
     const batcher = new FrameBatcher((batch) => {
       if (ws.readyState === WebSocket.OPEN) ws.send(batch, { binary: true });
     });
     this.batcher = batcher;
     this.mux = undefined;
-    ws.on('open', () => {
-      const s = ws as unknown as { _socket?: { setNoDelay(v: boolean): void } };
-      s._socket?.setNoDelay(true);
-    });
     ws.on('message', (data, isBinary) => {
       if (this.ws !== ws) return;
       this.lastReceivedMs = Date.now();
@@ -174,7 +173,8 @@ export class Agent extends EventEmitter<AgentEvents> {
         decodeFrames(data as Buffer, 'relayToAgent', this.onFrame);
       } catch (err) {
         const e = err instanceof BurrowError ? err : new BurrowError('BURROW_ERR_PROTOCOL', String(err));
-        this.closeReason = `protocol error: ${e.message}`;
+        this.closeReason = `${e.code}: ${e.message}`;
+        if (FATAL.has(e.code)) this.fatalError = e;
         batcher.sendFrame(FrameType.ERROR, 0, 0, encodeReason(e.code, e.message));
         batcher.flush();
         ws.close(1002);
@@ -190,15 +190,18 @@ export class Agent extends EventEmitter<AgentEvents> {
     });
     ws.on('close', (code) => this.onClosed(ws, code));
     clearInterval(this.watchdog);
-    this.watchdog = setInterval(
-      () => {
-        if (Date.now() - this.lastReceivedMs > this.deadAfterMs && this.ws === ws) {
-          this.closeReason = `no frame from the relay for ${Math.round((Date.now() - this.lastReceivedMs) / 1000)} s`;
-          ws.terminate();
-        }
-      },
-      Math.max(25, Math.floor(this.deadAfterMs / 4)),
-    );
+    const tickMs = Math.max(25, Math.floor(this.deadAfterMs / 4));
+    let lastTick = Date.now();
+    this.watchdog = setInterval(() => {
+      const now = Date.now();
+      // After a stall of this process, let pending socket reads run before judging the relay.
+      const stalled = now - lastTick > 3 * tickMs;
+      lastTick = now;
+      if (!stalled && now - this.lastReceivedMs > this.effectiveDeadAfterMs && this.ws === ws) {
+        this.closeReason = `no frame from the relay for ${((now - this.lastReceivedMs) / 1000).toFixed(1)} s`;
+        ws.terminate();
+      }
+    }, tickMs);
     this.watchdog.unref();
   }
 
@@ -207,6 +210,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     switch (frame.type) {
       case FrameType.HELLO: {
         const hello = decodeHello(frame.payload);
+        // The relay pings after pingIntervalMs of silence: never give up on it sooner than that allows.
+        this.effectiveDeadAfterMs = Math.max(this.deadAfterMs, 2 * hello.pingIntervalMs);
         this.mux = new Mux(batcher, { role: 'agent', windowBytes: hello.windowBytes, onOpen: this.onOpen });
         const register = signRegistration({
           secretKey: this.options.keyPair.secretKey,

@@ -58,6 +58,11 @@ function request(ctx: LocalForwardContext, head: RequestHead): ClientRequest {
   return ctx.target.protocol === 'https:' ? https.request(options) : http.request(options);
 }
 
+/** Node's HTTP parser failed on what the app sent: it answered, but not in HTTP. */
+function isParseError(err: NodeJS.ErrnoException): boolean {
+  return typeof err.code === 'string' && err.code.startsWith('HPE_');
+}
+
 function unreachable(ctx: LocalForwardContext, err: NodeJS.ErrnoException): string {
   return `cannot reach ${ctx.target.origin}: ${err.code ?? ''} ${err.message}`.replace(/\s+/g, ' ').trim();
 }
@@ -107,7 +112,11 @@ export function forwardHttp(stream: MuxStream, head: RequestHead, fin: boolean, 
   };
   req.on('error', (err: NodeJS.ErrnoException) => {
     if (stream.isClosed) return;
-    if (res === undefined) {
+    if (res === undefined && isParseError(err)) {
+      const detail = `local app at ${ctx.target.origin} sent an invalid HTTP response: ${err.message}`;
+      stream.reset('BURROW_ERR_LOCAL_ERROR', detail);
+      report('BURROW_ERR_LOCAL_ERROR', detail);
+    } else if (res === undefined) {
       const detail = unreachable(ctx, err);
       stream.reset('BURROW_ERR_LOCAL_UNREACHABLE', detail);
       report('BURROW_ERR_LOCAL_UNREACHABLE', detail);

@@ -20,6 +20,7 @@ import {
   type Frame,
   FrameType,
   type HelloPayload,
+  MAX_STREAM_ID,
   PROTOCOL_VERSION,
   type RegisteredPayload,
   type VerifiedRegistration,
@@ -118,6 +119,12 @@ export class AgentSession {
   private readonly onFrame = (frame: Frame): void => {
     if (this.state === 'closed') return;
     if (this.state !== 'active') {
+      if (frame.type === FrameType.ERROR || frame.type === FrameType.GOAWAY) {
+        const r = decodeReason(frame.payload);
+        this.log.info({ code: r.code }, `agent gave up before registering: ${r.message}`);
+        this.close(r.code, r.message, false);
+        return;
+      }
       if (this.state === 'greeting' && frame.type === FrameType.REGISTER) {
         this.state = 'registering';
         void this.register(frame.payload);
@@ -226,6 +233,12 @@ export class AgentSession {
         return;
       }
       const id = this.nextStreamId;
+      if (id > MAX_STREAM_ID - 2) {
+        // Ids are never reused; a fresh session starts again at 1.
+        this.replyReset(replyNode, frame.streamId, 'BURROW_ERR_AGENT_DISCONNECTED', 'agent session ran out of stream ids and is reconnecting');
+        this.close('BURROW_ERR_PROTOCOL', 'stream ids exhausted; reconnect');
+        return;
+      }
       this.nextStreamId += 2;
       const route: Route = { node: replyNode, ingressId: frame.streamId, fromIngressDone: (frame.flags & FLAG_FIN) !== 0, fromAgentDone: false };
       this.routes.set(id, route);

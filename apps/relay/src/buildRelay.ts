@@ -7,12 +7,12 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type Bus, MemoryBus } from '@burrow/bus';
-import { encodeReason, FrameType, PROTOCOL_VERSION, urlAuthority } from '@burrow/protocol';
+import { type ErrorCode, encodeReason, FrameType, PROTOCOL_VERSION, urlAuthority } from '@burrow/protocol';
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { AgentSession } from './agentSession';
 import type { RelayConfig } from './config';
-import { renderError, sendError, wantsJson } from './errorResponse';
+import { rawErrorResponse, renderError, sendError, wantsJson } from './errorResponse';
 import { makeHostRouter } from './hostRouter';
 import { IngressTable } from './ingressTable';
 import { LocalSessions } from './localSessions';
@@ -94,12 +94,30 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     serverFactory,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 64 * 1024,
+    // Requests Node cannot parse never reach a handler; answer them in the relay's own format.
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
+      if (err.code === 'ECONNRESET' || !socket.writable) {
+        socket.destroy();
+        return;
+      }
+      const code: ErrorCode =
+        err.code === 'HPE_HEADER_OVERFLOW'
+          ? 'BURROW_ERR_HEADERS_TOO_LARGE'
+          : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? 'BURROW_ERR_CLIENT_TIMEOUT'
+            : 'BURROW_ERR_BAD_REQUEST';
+      app.log.debug({ code, reason: err.code }, 'unparseable request');
+      socket.end(rawErrorResponse(code, code === 'BURROW_ERR_BAD_REQUEST' ? `malformed HTTP request (${err.code ?? 'parse error'})` : undefined, undefined));
+    },
   });
 
   const sessions = new LocalSessions();
   const ingress = new IngressTable(bus, config.streamWindowBytes);
   const publicUrl = (): string => config.publicUrl ?? `http://${config.domain}${boundPort === 80 ? '' : `:${boundPort}`}`;
   const publicProto = (): string => new URL(publicUrl()).protocol.slice(0, -1);
+  // Whom an agent's token may name: this relay's public URL, its domain (at the bound port or
+  // none) and configured extras. Never the Host header: the connecting client chooses that.
+  const agentAudiences = (): string[] => [urlAuthority(publicUrl()), config.domain, `${config.domain}:${boundPort}`, ...config.extraAudiences];
   const ctx: RelayContext = { config, bus, nodeId: bus.nodeId, sessions, ingress, log: app.log, publicUrl, publicProto };
   ctxRef = ctx;
 
@@ -129,10 +147,7 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   await app.register(websocket, { options: { maxPayload: MAX_AGENT_MESSAGE_BYTES, perMessageDeflate: false } });
 
   app.get(AGENT_CONNECT_PATH, { websocket: true }, (socket, req) => {
-    const audiences = [urlAuthority(publicUrl())];
-    const host = req.headers.host?.toLowerCase();
-    if (host !== undefined && host !== '') audiences.push(host, host.replace(/:(80|443)$/, ''));
-    const session = new AgentSession(ctx, socket, req.socket.remoteAddress ?? '', audiences);
+    const session = new AgentSession(ctx, socket, req.socket.remoteAddress ?? '', agentAudiences());
     sessions.add(session);
     session.start();
   });
@@ -152,13 +167,16 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     reply.code(e.status).header('x-burrow-error', 'BURROW_ERR_NOT_FOUND').type(e.contentType).send(e.body);
   });
 
-  const tick = setInterval(
-    () => {
-      const now = Date.now();
-      for (const s of sessions.byId.values()) s.tick(now);
-    },
-    Math.min(1000, Math.max(10, Math.floor(config.pingIntervalMs / 4))),
-  );
+  const tickMs = Math.min(1000, Math.max(10, Math.floor(config.pingIntervalMs / 4)));
+  let lastTick = Date.now();
+  const tick = setInterval(() => {
+    const now = Date.now();
+    // After a stall of this process, let pending socket reads run before judging anyone.
+    const stalled = now - lastTick > 3 * tickMs;
+    lastTick = now;
+    if (stalled) return;
+    for (const s of sessions.byId.values()) s.tick(now);
+  }, tickMs);
   tick.unref();
 
   let closing: Promise<void> | undefined;

@@ -19,6 +19,8 @@ export interface RelayConfig {
   readonly maxStreamsPerTunnel: number;
   readonly streamWindowBytes: number;
   readonly nodeId: string;
+  /** Further host[:port] authorities agents may sign registrations for (how they dial this relay). */
+  readonly extraAudiences: readonly string[];
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
@@ -30,7 +32,7 @@ interface OptionSpec {
   readonly key: keyof RelayConfig;
   readonly flag: string;
   readonly env: string;
-  readonly kind: 'int' | 'string' | 'level';
+  readonly kind: 'int' | 'string' | 'level' | 'list';
   readonly min?: number;
   readonly max?: number;
   readonly help: string;
@@ -113,6 +115,14 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
     defaultText: String(DEFAULT_STREAM_WINDOW_BYTES),
   },
   { key: 'nodeId', flag: '--node-id', env: 'BURROW_NODE_ID', kind: 'string', help: "this node's id on the bus", defaultText: 'random' },
+  {
+    key: 'extraAudiences',
+    flag: '--extra-audiences',
+    env: 'BURROW_EXTRA_AUDIENCES',
+    kind: 'list',
+    help: 'more host[:port] names agents may dial this relay by (comma-separated)',
+    defaultText: 'none',
+  },
   { key: 'logLevel', flag: '--log-level', env: 'BURROW_LOG_LEVEL', kind: 'level', help: `log level (${LEVELS.join(', ')})`, defaultText: 'info' },
 ];
 
@@ -125,7 +135,7 @@ export function relayHelp(): string {
     'Options (flag, environment variable, default):',
   ];
   for (const o of RELAY_OPTIONS) {
-    lines.push(`  ${`${o.flag} <${o.kind === 'int' ? 'n' : 'value'}>`.padEnd(34)}${o.help}`);
+    lines.push(`  ${`${o.flag} <${o.kind === 'int' ? 'n' : o.kind === 'list' ? 'a,b' : 'value'}>`.padEnd(34)}${o.help}`);
     lines.push(`  ${''.padEnd(34)}env ${o.env}, default ${o.defaultText}`);
   }
   lines.push(`  ${'-h, --help'.padEnd(34)}show this help`);
@@ -134,7 +144,17 @@ export function relayHelp(): string {
 
 export type ParseResult = { readonly kind: 'help' } | { readonly kind: 'config'; readonly config: RelayConfig };
 
-function parseValue(o: OptionSpec, raw: string, source: string): string | number {
+function parseValue(o: OptionSpec, raw: string, source: string): string | number | string[] {
+  if (o.kind === 'list') {
+    const items = raw
+      .split(',')
+      .map((x) => x.trim().toLowerCase())
+      .filter((x) => x !== '');
+    for (const item of items) {
+      if (!/^[a-z0-9.-]+(?::\d{1,5})?$|^\[[0-9a-f:.]+\](?::\d{1,5})?$/.test(item)) throw new ConfigError(`${source}: "${item}" is not a host or host:port`);
+    }
+    return items;
+  }
   if (o.kind === 'int') {
     if (!/^\d+$/.test(raw)) throw new ConfigError(`${source}: "${raw}" is not a whole number`);
     const n = Number(raw);
@@ -151,7 +171,7 @@ function parseValue(o: OptionSpec, raw: string, source: string): string | number
 }
 
 export function parseRelayConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): ParseResult {
-  const values: Record<string, string | number> = {};
+  const values: Record<string, string | number | string[]> = {};
   for (const o of RELAY_OPTIONS) {
     const raw = env[o.env];
     if (raw !== undefined && raw !== '') values[o.key] = parseValue(o, raw, o.env);
@@ -189,6 +209,7 @@ export function parseRelayConfig(argv: readonly string[], env: Readonly<Record<s
     maxStreamsPerTunnel: (values.maxStreamsPerTunnel as number | undefined) ?? 1000,
     streamWindowBytes: (values.streamWindowBytes as number | undefined) ?? DEFAULT_STREAM_WINDOW_BYTES,
     nodeId: String(values.nodeId ?? randomBytes(6).toString('hex')),
+    extraAudiences: Object.freeze((values.extraAudiences as string[] | undefined) ?? []),
     logLevel: (values.logLevel as RelayConfig['logLevel'] | undefined) ?? 'info',
   };
   return { kind: 'config', config: Object.freeze(config) };

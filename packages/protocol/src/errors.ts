@@ -48,6 +48,7 @@ export const ERRORS = {
   BURROW_ERR_BAD_REQUEST: { wire: 111, status: 400, close: 1002, title: 'Request cannot be forwarded' },
   BURROW_ERR_HEADERS_TOO_LARGE: { wire: 112, status: 431, close: 1009, title: 'Request head too large' },
   BURROW_ERR_NOT_FOUND: { wire: 113, status: 404, close: 1011, title: 'No such relay route' },
+  BURROW_ERR_CLIENT_TIMEOUT: { wire: 114, status: 408, close: 1001, title: 'Request not received in time' },
   BURROW_ERR_INTERNAL: { wire: 199, status: 500, close: 1011, title: 'Internal relay error' },
 } as const satisfies Record<string, ErrorSpec>;
 
