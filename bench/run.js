@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-'use strict';
+
 /**
  * burrow benchmark harness. Plain CommonJS; needs the workspace built (`npx tsc -b`).
  *
@@ -40,8 +40,10 @@ const USAGE = `Usage: node bench/run.js [options]   (or: npm run bench -- [optio
   --warmup <s>            seconds of unrecorded warm-up before each run (env BENCH_WARMUP_S, default 1)
   --tool <name>           autocannon (default) or wrk (env BENCH_TOOL)
   --no-nginx              skip the nginx comparison even if nginx is installed
+                          (env BENCH_NGINX_BUFFERING=on switches nginx to buffered proxying; default off = streaming)
   --only <ids>            comma-separated scenario ids: get-c1,get-c64,download,upload,setup
   --setup-runs <n>        agent start-up samples (env BENCH_SETUP_RUNS, default 5)
+  --repeat <n>            run every scenario n times, interleaved, and report the median run (env BENCH_REPEAT, default 1)
   --keep-tmp              keep the temp dir (logs, nginx.conf) and print its path
   -h, --help              this help
 `;
@@ -55,6 +57,7 @@ function parseArgs(argv, env) {
     nginx: true,
     only: undefined,
     setupRuns: undefined,
+    repeat: undefined,
     keepTmp: false,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -91,10 +94,16 @@ function parseArgs(argv, env) {
         o.nginx = false;
         break;
       case '--only':
-        o.only = value().split(',').map((s) => s.trim()).filter(Boolean);
+        o.only = value()
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
         break;
       case '--setup-runs':
         o.setupRuns = positiveNumber(value(), name);
+        break;
+      case '--repeat':
+        o.repeat = positiveNumber(value(), name);
         break;
       case '--keep-tmp':
         o.keepTmp = true;
@@ -107,6 +116,8 @@ function parseArgs(argv, env) {
   if (o.warmupS === undefined) o.warmupS = env.BENCH_WARMUP_S ? nonNegativeNumber(env.BENCH_WARMUP_S, 'BENCH_WARMUP_S') : o.quick ? 0.5 : 1;
   if (o.setupRuns === undefined) o.setupRuns = env.BENCH_SETUP_RUNS ? positiveNumber(env.BENCH_SETUP_RUNS, 'BENCH_SETUP_RUNS') : o.quick ? 3 : 5;
   o.setupRuns = Math.min(50, Math.round(o.setupRuns));
+  if (o.repeat === undefined) o.repeat = env.BENCH_REPEAT ? positiveNumber(env.BENCH_REPEAT, 'BENCH_REPEAT') : 1;
+  o.repeat = Math.min(10, Math.round(o.repeat));
   if (o.durationS > 120) usageError('duration is capped at 120 s per scenario');
   if (o.warmupS > 30) usageError('warm-up is capped at 30 s');
   if (o.tool !== 'autocannon' && o.tool !== 'wrk') usageError(`--tool must be autocannon or wrk, not "${o.tool}"`);
@@ -141,6 +152,7 @@ function isRunning(child) {
 }
 
 function startChild(name, cmd, args, { env = {}, stdio = ['ignore', 'pipe', 'pipe'] } = {}) {
+  if (shuttingDown) throw new Error('shutting down');
   const child = spawn(cmd, args, {
     cwd: ROOT,
     env: { ...process.env, ...env },
@@ -303,7 +315,8 @@ async function waitFor(what, fn, { timeoutMs = 10_000, intervalMs = 25, child } 
   const deadline = performance.now() + timeoutMs;
   let lastErr;
   for (;;) {
-    if (child !== undefined && !isRunning(child)) throw new Error(`${what}: process exited (${describeExit(await child.exitInfo)})${lastErr ? `; last error: ${lastErr}` : ''}`);
+    if (child !== undefined && !isRunning(child))
+      throw new Error(`${what}: process exited (${describeExit(await child.exitInfo)})${lastErr ? `; last error: ${lastErr}` : ''}`);
     try {
       const v = await fn();
       if (v) return v;
@@ -355,7 +368,18 @@ function childPidsOf(pid) {
   }
 }
 
-/** name -> CPU seconds so far (nginx counts master + workers). */
+/** Whole machine from /proc/stat: CPU seconds busy (all cores) so far. */
+function machineBusySeconds() {
+  try {
+    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal ...
+    return (f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] || 0)) / CLK_TCK;
+  } catch {
+    return null;
+  }
+}
+
+/** name -> CPU seconds so far (nginx counts master + workers); "machine" is every process on the box. */
 function cpuSnapshot(procs) {
   const out = {};
   for (const [name, child] of Object.entries(procs)) {
@@ -365,9 +389,12 @@ function cpuSnapshot(procs) {
     if (name === 'nginx') for (const pid of childPidsOf(child.pid)) total += procCpuSeconds(pid) ?? 0;
     out[name] = total;
   }
+  const m = machineBusySeconds();
+  if (m !== null) out.machine = m;
   return out;
 }
 
+/** % of one core per process over the window (so 2 busy cores = 200). */
 function cpuPercent(before, after, wallS) {
   const out = {};
   for (const k of Object.keys(after)) {
@@ -375,6 +402,17 @@ function cpuPercent(before, after, wallS) {
     out[k] = Math.round(((after[k] - before[k]) / wallS) * 1000) / 10;
   }
   return out;
+}
+
+/** Adds the load generator's own CPU and "other": machine-wide CPU not used by the bench's processes. */
+function finishCpu(cpu, loadCpuS, loadWallS) {
+  if (typeof loadCpuS === 'number' && loadWallS > 0) cpu.load = Math.round((loadCpuS / loadWallS) * 1000) / 10;
+  if (cpu.machine !== undefined) {
+    let ours = 0;
+    for (const [k, v] of Object.entries(cpu)) if (k !== 'machine') ours += v;
+    cpu.other = Math.max(0, Math.round((cpu.machine - ours) * 10) / 10);
+  }
+  return cpu;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -428,8 +466,7 @@ async function runAutocannon(opts, spec, procs) {
   }
   const r = JSON.parse(line);
   const wallS = cpu0 !== undefined && cpu1 !== undefined ? (t1 - t0) / 1000 : r.durationS;
-  const cpu = cpu0 !== undefined && cpu1 !== undefined ? cpuPercent(cpu0, cpu1, wallS) : {};
-  if (typeof r.loadCpuS === 'number' && r.durationS > 0) cpu.load = Math.round((r.loadCpuS / r.durationS) * 1000) / 10;
+  const cpu = finishCpu(cpu0 !== undefined && cpu1 !== undefined ? cpuPercent(cpu0, cpu1, wallS) : {}, r.loadCpuS, r.durationS);
   return {
     tool: 'autocannon',
     durationS: r.durationS,
@@ -469,7 +506,8 @@ async function wrkOnce(spec, durationS, scriptFile) {
   const args = ['-t', '1', '-c', String(spec.connections), '-d', `${Math.max(1, Math.round(durationS))}s`, '--timeout', '10s', '-s', scriptFile];
   if (spec.host !== undefined) args.push('-H', `Host: ${spec.host}`);
   args.push(`http://127.0.0.1:${spec.port}${spec.path}`);
-  const child = startChild('wrk', 'wrk', args);
+  // Through sh, whose `times` prints the CPU its children (wrk) used: "0m1.234s 0m0.567s".
+  const child = startChild('wrk', 'sh', ['-c', 'wrk "$@"; s=$?; echo BENCHTIMES; times; exit $s', 'sh', ...args]);
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c) => {
@@ -485,6 +523,16 @@ async function wrkOnce(spec, durationS, scriptFile) {
   const line = stdout.split('\n').find((l) => l.startsWith('BENCHJSON '));
   if (info.code !== 0 || line === undefined) throw new Error(`wrk failed (${describeExit(info)}): ${(stderr + stdout).trim().slice(-1000)}`);
   const j = JSON.parse(line.slice('BENCHJSON '.length));
+  let loadCpuS;
+  const times = stdout.split('BENCHTIMES\n')[1];
+  if (times !== undefined) {
+    const secs = (t) => {
+      const m = /^(\d+)m([\d.]+)s$/.exec(t);
+      return m ? Number(m[1]) * 60 + Number(m[2]) : NaN;
+    };
+    const child2 = (times.trim().split('\n')[1] ?? '').trim().split(/\s+/).map(secs);
+    if (child2.length === 2 && child2.every(Number.isFinite)) loadCpuS = child2[0] + child2[1];
+  }
   const durS = j.duration_us / 1e6;
   const errors = j.connect + j.read + j.write + j.timeout;
   const ok = j.requests - j.status;
@@ -500,6 +548,7 @@ async function wrkOnce(spec, durationS, scriptFile) {
     rps: durS > 0 ? ok / durS : 0,
     bytesPerS: durS > 0 ? j.bytes / durS : 0,
     latencyMs: { p50: j.p50_us / 1000, p99: j.p99_us / 1000, mean: j.mean_us / 1000, max: j.max_us / 1000 },
+    loadCpuS,
     raw: j,
   };
 }
@@ -515,7 +564,9 @@ async function runWrk(opts, spec, procs) {
   const cpu0 = cpuSnapshot(procs);
   const t0 = performance.now();
   const r = await wrkOnce(spec, opts.durationS, scriptFile);
-  const cpu = cpuPercent(cpu0, cpuSnapshot(procs), (performance.now() - t0) / 1000);
+  const wallS = (performance.now() - t0) / 1000;
+  const cpu = finishCpu(cpuPercent(cpu0, cpuSnapshot(procs), wallS), r.loadCpuS, wallS);
+  delete r.loadCpuS;
   return { ...r, cpuPercent: cpu, warmup };
 }
 
@@ -606,6 +657,11 @@ async function startApp() {
   return { child, port };
 }
 
+/** BENCH_RELAY_ARGS: extra relay flags for experiments, e.g. "--stream-window-bytes 1048576". */
+function extraRelayArgs() {
+  return (process.env.BENCH_RELAY_ARGS ?? '').split(/\s+/).filter(Boolean);
+}
+
 async function startRelay() {
   const port = await freePort();
   const logFile = path.join(tmpDir, 'relay.log');
@@ -613,7 +669,7 @@ async function startRelay() {
   const child = startChild(
     'relay',
     process.execPath,
-    [RELAY_MAIN, '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', '--max-body-bytes', String(RELAY_MAX_BODY_BYTES)],
+    [RELAY_MAIN, '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', '--max-body-bytes', String(RELAY_MAX_BODY_BYTES), ...extraRelayArgs()],
     { stdio: ['ignore', fd, fd] },
   );
   fs.closeSync(fd);
@@ -625,7 +681,9 @@ async function startRelay() {
     },
     { child, timeoutMs: 15_000 },
   );
-  return { child, port, url: `http://127.0.0.1:${port}`, log: new LogFollower(logFile), logFile };
+  // Agents dial the relay by its public name (http://localhost:<port>): the relay only accepts
+  // registration tokens addressed to its public URL, not to whatever address the agent used.
+  return { child, port, url: `http://localhost:${port}`, log: new LogFollower(logFile), logFile };
 }
 
 async function startAgent(relay, appPort) {
@@ -702,8 +760,8 @@ http {
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Host $http_host;
-      proxy_buffering off;
-      proxy_request_buffering off;
+      proxy_buffering ${process.env.BENCH_NGINX_BUFFERING ?? 'off'};
+      proxy_request_buffering ${process.env.BENCH_NGINX_BUFFERING ?? 'off'};
       proxy_buffer_size 64k;
       proxy_buffers 8 64k;
     }
@@ -850,7 +908,7 @@ async function main() {
 
   // Hard bound on the whole run, whatever hangs.
   const perRunS = opts.durationS + opts.warmupS + (opts.tool === 'wrk' ? 2 : 1);
-  const budgetS = Math.ceil(scenarios.length * 3 * perRunS + opts.setupRuns * 15 + 90);
+  const budgetS = Math.ceil(opts.repeat * scenarios.length * 3 * perRunS * 1.5 + opts.setupRuns * 15 + 90);
   const budget = setTimeout(() => {
     process.stderr.write(`bench: overall time limit of ${budgetS} s exceeded; stopping everything\n`);
     killAllSync();
@@ -858,6 +916,17 @@ async function main() {
     process.exit(1);
   }, budgetS * 1000);
   budget.unref();
+
+  // How busy is the machine before we start anything? Other work skews every figure.
+  const m0 = machineBusySeconds();
+  await sleep(1000);
+  const m1 = machineBusySeconds();
+  const busyBeforeStart = m0 !== null && m1 !== null ? Math.round((m1 - m0) * 100) : null;
+  if (busyBeforeStart !== null && busyBeforeStart > 25) {
+    process.stderr.write(
+      `bench: WARNING: the machine was already busy before the bench started (${busyBeforeStart}% of one core used by other processes); results will be noisy\n`,
+    );
+  }
 
   tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-bench-'));
   const started = new Date();
@@ -897,7 +966,9 @@ async function main() {
       try {
         const r = await request({ port: t.port, host: t.host, timeoutMs: 10_000, ...req });
         const pass = ok(r);
-        sanity[`${t.id} ${name}`] = pass ? 'ok' : `FAILED: status ${r.status}, ${r.body.length} bytes, x-burrow-error ${r.headers['x-burrow-error'] ?? '-'}: ${r.body.subarray(0, 200).toString()}`;
+        sanity[`${t.id} ${name}`] = pass
+          ? 'ok'
+          : `FAILED: status ${r.status}, ${r.body.length} bytes, x-burrow-error ${r.headers['x-burrow-error'] ?? '-'}: ${r.body.subarray(0, 200).toString()}`;
       } catch (err) {
         sanity[`${t.id} ${name}`] = `FAILED: ${err.message}`;
       }
@@ -910,45 +981,63 @@ async function main() {
   agent.log.take();
   relay.log.take();
 
+  const runs = [];
+  for (let round = 1; round <= opts.repeat; round++) {
+    for (const sc of scenarios) {
+      for (const t of targets) {
+        log(`${sc.id} -> ${t.id} (${opts.durationS} s${opts.repeat > 1 ? `, round ${round}/${opts.repeat}` : ''})...`);
+        for (const [name, child] of Object.entries(procs)) {
+          if (!isRunning(child)) throw new Error(`${name} process exited (${describeExit(await child.exitInfo)}) before ${sc.id} -> ${t.id}`);
+        }
+        const spec = { port: t.port, host: t.host, path: sc.path, method: sc.method, bodyBytes: sc.bodyBytes, connections: sc.connections };
+        let r;
+        try {
+          r = await runLoad(opts, spec, procs);
+        } catch (err) {
+          if (shuttingDown) await new Promise(() => {}); // the signal handler exits the process
+          r = { failed: err.message };
+          log(`  FAILED: ${err.message}`);
+        }
+        const agentLines = agent.log.take();
+        const relayLines = relay.log.take();
+        const entry = { scenario: sc.id, title: sc.title, target: t.id, round, metric: sc.metric, connections: sc.connections, ...r };
+        if (t.id === 'tunnel') {
+          // Includes warm-up requests: the agent logs every request it forwards.
+          entry.agentLog = summarizeAgentLines(agentLines);
+        } else if (agentLines.length > 0) entry.agentLogUnexpected = summarizeAgentLines(agentLines);
+        if (relayLines.length > 0) entry.relayLog = summarizeRelayLines(relayLines);
+        if (nginx) {
+          const nl = nginx.errorLog.take();
+          if (nl.length > 0) entry.nginxErrorLog = { lines: nl.length, samples: nl.slice(0, 5) };
+        }
+        for (const [name, child] of Object.entries(procs)) {
+          if (!isRunning(child)) entry[`${name}Exited`] = describeExit(await child.exitInfo);
+        }
+        if (!r.failed) {
+          const bad = r.non2xx + r.errors;
+          log(
+            `  ${fmtNum(value(r, sc.metric))} ${sc.metric === 'MBps' ? 'MB/s' : 'req/s'}, p50 ${fmtNum(r.latencyMs.p50, 2)} ms, p99 ${fmtNum(r.latencyMs.p99, 2)} ms` +
+              `${bad > 0 ? `, ${r.non2xx} non-2xx ${JSON.stringify(r.statusCodes)}, ${r.errors} errors ${JSON.stringify(r.errorCodes)}` : ''}`,
+          );
+        }
+        if (!r.failed) {
+          entry.value = value(r, sc.metric);
+          entry.unit = sc.metric === 'MBps' ? 'MB/s' : 'req/s';
+        }
+        runs.push(entry);
+        await sleep(300);
+      }
+    }
+  }
+
+  // With --repeat, each (scenario, target) is represented by its median run (by rate).
   const results = [];
   for (const sc of scenarios) {
     for (const t of targets) {
-      log(`${sc.id} -> ${t.id} (${opts.durationS} s)...`);
-      for (const [name, child] of Object.entries(procs)) {
-        if (!isRunning(child)) throw new Error(`${name} process exited (${describeExit(await child.exitInfo)}) before ${sc.id} -> ${t.id}`);
-      }
-      const spec = { port: t.port, host: t.host, path: sc.path, method: sc.method, bodyBytes: sc.bodyBytes, connections: sc.connections };
-      let r;
-      try {
-        r = await runLoad(opts, spec, procs);
-      } catch (err) {
-        r = { failed: err.message };
-        log(`  FAILED: ${err.message}`);
-      }
-      const agentLines = agent.log.take();
-      const relayLines = relay.log.take();
-      const entry = { scenario: sc.id, title: sc.title, target: t.id, metric: sc.metric, connections: sc.connections, ...r };
-      if (t.id === 'tunnel') {
-        // Includes warm-up requests: the agent logs every request it forwards.
-        entry.agentLog = summarizeAgentLines(agentLines);
-      } else if (agentLines.length > 0) entry.agentLogUnexpected = summarizeAgentLines(agentLines);
-      if (relayLines.length > 0) entry.relayLog = summarizeRelayLines(relayLines);
-      if (nginx) {
-        const nl = nginx.errorLog.take();
-        if (nl.length > 0) entry.nginxErrorLog = { lines: nl.length, samples: nl.slice(0, 5) };
-      }
-      for (const [name, child] of Object.entries(procs)) {
-        if (!isRunning(child)) entry[`${name}Exited`] = describeExit(await child.exitInfo);
-      }
-      if (!r.failed) {
-        const bad = r.non2xx + r.errors;
-        log(
-          `  ${fmtNum(value(r, sc.metric))} ${sc.metric === 'MBps' ? 'MB/s' : 'req/s'}, p50 ${fmtNum(r.latencyMs.p50, 2)} ms, p99 ${fmtNum(r.latencyMs.p99, 2)} ms` +
-            `${bad > 0 ? `, ${r.non2xx} non-2xx ${JSON.stringify(r.statusCodes)}, ${r.errors} errors ${JSON.stringify(r.errorCodes)}` : ''}`,
-        );
-      }
-      results.push(entry);
-      await sleep(300);
+      const mine = runs.filter((e) => e.scenario === sc.id && e.target === t.id);
+      const ok = mine.filter((e) => !e.failed).sort((a, b) => a.value - b.value);
+      const pick = ok.length > 0 ? ok[Math.floor((ok.length - 1) / 2)] : mine[0];
+      results.push(opts.repeat > 1 ? { ...pick, roundValues: mine.map((e) => (e.failed ? null : e.value)) } : pick);
     }
   }
 
@@ -956,9 +1045,7 @@ async function main() {
   for (const e of results) {
     const d = results.find((x) => x.scenario === e.scenario && x.target === 'direct');
     if (e.failed || d === undefined || d.failed) continue;
-    const dv = value(d, e.metric);
-    e.value = value(e, e.metric);
-    e.unit = e.metric === 'MBps' ? 'MB/s' : 'req/s';
+    const dv = d.value;
     e.ratioToDirect = dv > 0 ? e.value / dv : null;
     e.p50RatioToDirect = d.latencyMs.p50 ? e.latencyMs.p50 / d.latencyMs.p50 : null;
     e.p99RatioToDirect = d.latencyMs.p99 ? e.latencyMs.p99 / d.latencyMs.p99 : null;
@@ -1007,29 +1094,66 @@ async function main() {
   }
   if (setup) {
     rows.push(['setup: spawn -> online', 'tunnel', fmtNum(setup.medianSpawnToOnlineMs, 0), 'ms', '', '', '', '', '', '']);
-    rows.push(['setup: spawn -> first 200', 'tunnel', fmtNum(setup.medianSpawnToFirst200Ms, 0), 'ms', '', `${fmtNum(setup.maxSpawnToFirst200Ms, 0)} max`, '', String(setup.runs), '', '']);
+    rows.push([
+      'setup: spawn -> first 200',
+      'tunnel',
+      fmtNum(setup.medianSpawnToFirst200Ms, 0),
+      'ms',
+      '',
+      `${fmtNum(setup.maxSpawnToFirst200Ms, 0)} max`,
+      '',
+      String(setup.runs),
+      '',
+      '',
+    ]);
     rows.push(['(ref) node -e ""', 'process', fmtNum(setup.medianNodeStartupMs, 0), 'ms', '', '', '', '', '', '']);
     rows.push(['(ref) burrow --version', 'process', fmtNum(setup.medianAgentVersionMs, 0), 'ms', '', '', '', '', '', '']);
   }
   process.stdout.write(
     `\nburrow bench: ${opts.tool}, ${opts.durationS} s per run after ${opts.warmupS} s warm-up, ${os.cpus().length} CPUs, node ${process.version}${nginx ? '' : ', no nginx'}\n\n`,
   );
-  printTable(['scenario', 'target', 'rate', 'unit', 'p50 ms', 'p99 ms', 'vs direct', '2xx', 'non-2xx', 'errors'], rows, ['l', 'l', 'r', 'l', 'r', 'r', 'r', 'r', 'r', 'r']);
+  printTable(['scenario', 'target', 'rate', 'unit', 'p50 ms', 'p99 ms', 'vs direct', '2xx', 'non-2xx', 'errors'], rows, [
+    'l',
+    'l',
+    'r',
+    'l',
+    'r',
+    'r',
+    'r',
+    'r',
+    'r',
+    'r',
+  ]);
 
   // CPU per process during each measured window, and anything that went wrong.
   const cpuRows = results
     .filter((e) => !e.failed && e.cpuPercent)
-    .map((e) => [e.title, e.target, ...['load', 'relay', 'agent', 'app', 'nginx'].map((k) => (e.cpuPercent[k] === undefined ? '-' : fmtNum(e.cpuPercent[k], 0)))]);
+    .map((e) => [
+      e.title,
+      e.target,
+      ...['load', 'relay', 'agent', 'app', 'nginx', 'machine', 'other'].map((k) => (e.cpuPercent[k] === undefined ? '-' : fmtNum(e.cpuPercent[k], 0))),
+    ]);
   if (cpuRows.length > 0) {
-    process.stdout.write('\nCPU during the measured window, % of one core (load = the load generator; "-" = not measured):\n');
-    printTable(['scenario', 'target', 'load', 'relay', 'agent', 'app', 'nginx'], cpuRows, ['l', 'l', 'r', 'r', 'r', 'r', 'r']);
+    const cores = os.cpus().length;
+    process.stdout.write(
+      `\nCPU during the measured window, % of one core (${cores} cores = ${cores * 100}). load = the load generator; machine = every process on the box;\nother = machine minus the bench's processes (high "other" = something else was running: numbers are unreliable):\n`,
+    );
+    printTable(['scenario', 'target', 'load', 'relay', 'agent', 'app', 'nginx', 'machine', 'other'], cpuRows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r']);
   }
   const problems = [];
   const notes = [];
+  const others = runs.filter((e) => e.cpuPercent?.other !== undefined).map((e) => e.cpuPercent.other);
+  const maxOther = others.length > 0 ? Math.max(...others) : null;
+  if (busyBeforeStart !== null && busyBeforeStart > 25) problems.push(`machine busy before start: ${busyBeforeStart}% of one core used by other processes`);
+  if (maxOther !== null && maxOther > 25) {
+    problems.push(
+      `other processes used up to ${fmtNum(maxOther, 0)}% of one core during measured runs (see "other" above): treat these figures as noisy; rerun on a quiet machine`,
+    );
+  }
   for (const [k, v] of Object.entries(sanity)) if (v !== 'ok') problems.push(`sanity ${k}: ${v}`);
   if (nginxError) problems.push(`nginx skipped: ${nginxError.split('\n')[0]}`);
-  for (const e of results) {
-    const where = `${e.scenario} -> ${e.target}`;
+  for (const e of runs) {
+    const where = `${e.scenario} -> ${e.target}${opts.repeat > 1 ? ` (round ${e.round})` : ''}`;
     if (e.failed) problems.push(`${where}: run failed: ${e.failed.split('\n')[0]}`);
     else {
       if (e.non2xx > 0) problems.push(`${where}: ${e.non2xx} non-2xx responses ${JSON.stringify(e.statusCodes)}`);
@@ -1045,7 +1169,10 @@ async function main() {
       const expected = e.connections * (e.warmup ? 2 : 1);
       if (cancelled <= expected) delete errs.BURROW_ERR_CANCELLED;
       if (Object.keys(errs).length > 0) problems.push(`${where}: agent reported ${JSON.stringify(errs)}`);
-      else notes.push(`${where}: ${cancelled} request(s) cancelled by the client at the end of the runs (in flight when the load tool stopped; expected up to ${expected})`);
+      else
+        notes.push(
+          `${where}: ${cancelled} request(s) cancelled by the client at the end of the runs (in flight when the load tool stopped; expected up to ${expected})`,
+        );
     }
     if (e.agentLog) {
       const other = Object.entries(e.agentLog.events).filter(([k]) => k !== 'request');
@@ -1055,8 +1182,9 @@ async function main() {
     if (e.nginxErrorLog) problems.push(`${where}: nginx error log ${e.nginxErrorLog.lines} line(s): ${e.nginxErrorLog.samples[0].slice(0, 200)}`);
     for (const name of Object.keys(procs)) if (e[`${name}Exited`]) problems.push(`${where}: ${name} process exited (${e[`${name}Exited`]})`);
   }
-  if (setup && setup.firstAttemptFailures > 0) problems.push(`setup: ${setup.firstAttemptFailures}/${setup.runs} agents did not answer 200 on the first request after "online"`);
-  if (setup && setup.relayLog) problems.push(`setup: relay logged ${JSON.stringify(setup.relayLog.byMessage).slice(0, 300)}`);
+  if (setup && setup.firstAttemptFailures > 0)
+    problems.push(`setup: ${setup.firstAttemptFailures}/${setup.runs} agents did not answer 200 on the first request after "online"`);
+  if (setup?.relayLog) problems.push(`setup: relay logged ${JSON.stringify(setup.relayLog.byMessage).slice(0, 300)}`);
   process.stdout.write(problems.length > 0 ? `\nProblems:\n${problems.map((p) => `  - ${p}`).join('\n')}\n` : '\nNo errors or non-2xx responses.\n');
   if (notes.length > 0) process.stdout.write(`\nNotes:\n${notes.map((p) => `  - ${p}`).join('\n')}\n`);
 
@@ -1079,16 +1207,33 @@ async function main() {
     startedAt: started.toISOString(),
     finishedAt: new Date().toISOString(),
     gitCommit,
-    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, platform: `${os.platform()} ${os.release()}`, totalMemMiB: Math.round(os.totalmem() / 1048576), loadavgAtEnd: os.loadavg() },
+    machine: {
+      busyBeforeStartPercentOfOneCore: busyBeforeStart,
+      maxOtherCpuPercentDuringRuns: maxOther,
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model,
+      platform: `${os.platform()} ${os.release()}`,
+      totalMemMiB: Math.round(os.totalmem() / 1048576),
+      loadavgAtEnd: os.loadavg(),
+    },
     versions: {
       node: process.version,
       autocannon: require('autocannon/package.json').version,
       wrk: wrkPath ? versionOf('wrk', ['-v']) : undefined,
       nginx: nginx ? versionOf(nginxPath, ['-v']) : undefined,
     },
-    options: { tool: opts.tool, durationS: opts.durationS, warmupS: opts.warmupS, setupRuns: opts.setupRuns, quick: opts.quick, only: opts.only },
+    options: {
+      tool: opts.tool,
+      durationS: opts.durationS,
+      warmupS: opts.warmupS,
+      repeat: opts.repeat,
+      setupRuns: opts.setupRuns,
+      quick: opts.quick,
+      only: opts.only,
+      nginxBuffering: process.env.BENCH_NGINX_BUFFERING ?? 'off',
+    },
     setupDetails: {
-      relayArgs: ['--host', '127.0.0.1', '--log-level', 'warn', '--max-body-bytes', String(RELAY_MAX_BODY_BYTES)],
+      relayArgs: ['--host', '127.0.0.1', '--log-level', 'warn', '--max-body-bytes', String(RELAY_MAX_BODY_BYTES), ...extraRelayArgs()],
       downloadBytes: DOWNLOAD_BYTES,
       uploadBytes: UPLOAD_BYTES,
       tunnelHost: agent.host,
@@ -1097,6 +1242,7 @@ async function main() {
     },
     sanity,
     results,
+    ...(opts.repeat > 1 ? { allRuns: runs } : {}),
     setup,
     problems,
     notes,
@@ -1113,7 +1259,7 @@ async function main() {
 }
 
 main().catch(async (err) => {
-  process.stderr.write(`bench: ${err && err.stack ? err.stack : String(err)}\n`);
+  process.stderr.write(`bench: ${err?.stack ? err.stack : String(err)}\n`);
   if (tmpDir !== undefined) {
     for (const f of ['relay.log', 'agent.err.log']) {
       try {

@@ -1,4 +1,3 @@
-'use strict';
 /**
  * Minimal local app for the benchmark (run as its own process by bench/run.js).
  *   GET  /              -> 200 "ok"

@@ -1,4 +1,3 @@
-'use strict';
 /**
  * Load generator child process (autocannon, programmatic API). One JSON spec in argv[2]:
  *   { url, connections, durationS, warmupS, method, headers, bodyBytes, timeoutS }
@@ -92,6 +91,6 @@ function summarize({ result, lat, okBytes, errorCodes }) {
   const loadCpuS = (cpu.user + cpu.system) / 1e6;
   process.stdout.write(`${JSON.stringify({ tool: 'autocannon', ...measured, loadCpuS, warmup })}\n`);
 })().catch((err) => {
-  process.stderr.write(`autocannon worker: ${err && err.stack ? err.stack : String(err)}\n`);
+  process.stderr.write(`autocannon worker: ${err?.stack ? err.stack : String(err)}\n`);
   process.exit(1);
 });

@@ -103,8 +103,9 @@ export class MemoryBus implements Bus {
 
   async subscribe(handler: (message: BusMessage) => void): Promise<void> {
     if (this.subscribed) throw new Error('MemoryBus.subscribe called twice');
-    this.subscribed = true;
+    // Attach first: if the id is taken, this bus must not think it holds it (close() would detach the holder).
     this.hub.attach(this.nodeId, handler);
+    this.subscribed = true;
   }
 
   async close(): Promise<void> {

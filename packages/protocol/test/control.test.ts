@@ -46,6 +46,18 @@ describe('reason (ERROR / RESET / GOAWAY payload)', () => {
     expect(encodeReason('BURROW_ERR_PROTOCOL', 'y'.repeat(1024)).length).toBe(1026);
   });
 
+  test('a long message is cut on a UTF-8 character boundary, never inside a character', () => {
+    // 'a' + 600 x 'é' (2 bytes each) = 1201 bytes; byte 1024 would split an 'é'.
+    const enc = encodeReason('BURROW_ERR_PROTOCOL', `a${'é'.repeat(600)}`);
+    expect(enc.length).toBe(2 + 1023);
+    expect(decodeReason(enc).message).toBe(`a${'é'.repeat(511)}`);
+    // 4-byte characters: 1024 / 4 = 256 fit exactly; with a 1-byte prefix only 255 fit.
+    expect(decodeReason(encodeReason('BURROW_ERR_PROTOCOL', '🚇'.repeat(300))).message).toBe('🚇'.repeat(256));
+    const shifted = encodeReason('BURROW_ERR_PROTOCOL', `x${'🚇'.repeat(300)}`);
+    expect(shifted.length).toBe(2 + 1 + 255 * 4);
+    expect(decodeReason(shifted).message).toBe(`x${'🚇'.repeat(255)}`);
+  });
+
   test('decode: shorter than 2 bytes or longer than 2 + MAX_REASON_BYTES is PROTOCOL', () => {
     expect(codeOf(() => decodeReason(Buffer.alloc(0)))).toBe('BURROW_ERR_PROTOCOL');
     expect(codeOf(() => decodeReason(hex('00')))).toBe('BURROW_ERR_PROTOCOL');

@@ -78,12 +78,18 @@ describe('request head', () => {
   });
 
   test('target over 65535 bytes is HEADERS_TOO_LARGE', () => {
-    expect(codeOf(() => encodeRequestHead({ kind: StreamKind.HTTP, method: 'GET', target: '/'.repeat(65536), headers: [] }))).toBe('BURROW_ERR_HEADERS_TOO_LARGE');
+    expect(codeOf(() => encodeRequestHead({ kind: StreamKind.HTTP, method: 'GET', target: '/'.repeat(65536), headers: [] }))).toBe(
+      'BURROW_ERR_HEADERS_TOO_LARGE',
+    );
   });
 
   test('a header field over 65535 bytes is HEADERS_TOO_LARGE', () => {
-    expect(codeOf(() => encodeRequestHead({ kind: StreamKind.HTTP, method: 'GET', target: '/', headers: ['X', 'v'.repeat(65536)] }))).toBe('BURROW_ERR_HEADERS_TOO_LARGE');
-    expect(codeOf(() => encodeRequestHead({ kind: StreamKind.HTTP, method: 'GET', target: '/', headers: ['n'.repeat(65536), 'v'] }))).toBe('BURROW_ERR_HEADERS_TOO_LARGE');
+    expect(codeOf(() => encodeRequestHead({ kind: StreamKind.HTTP, method: 'GET', target: '/', headers: ['X', 'v'.repeat(65536)] }))).toBe(
+      'BURROW_ERR_HEADERS_TOO_LARGE',
+    );
+    expect(codeOf(() => encodeRequestHead({ kind: StreamKind.HTTP, method: 'GET', target: '/', headers: ['n'.repeat(65536), 'v'] }))).toBe(
+      'BURROW_ERR_HEADERS_TOO_LARGE',
+    );
   });
 
   test('total head size: exactly 64 KiB is fine, one byte more is HEADERS_TOO_LARGE', () => {

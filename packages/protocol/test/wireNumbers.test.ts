@@ -3,16 +3,7 @@
  * these assertions fails, an old agent and a new relay no longer understand each other.
  * Never "fix" this file by changing a literal; renumber nothing.
  */
-import {
-  ERRORS,
-  FLAG_FIN,
-  FRAME_HEADER_BYTES,
-  FrameType,
-  MAX_FRAME_PAYLOAD_BYTES,
-  PROTOCOL_VERSION,
-  SESSION_STREAM_ID,
-  StreamKind,
-} from '@burrow/protocol';
+import { ERRORS, FLAG_FIN, FRAME_HEADER_BYTES, FrameType, MAX_FRAME_PAYLOAD_BYTES, PROTOCOL_VERSION, SESSION_STREAM_ID, StreamKind } from '@burrow/protocol';
 
 describe('frame numbers', () => {
   test('every FrameType number is pinned', () => {
@@ -99,6 +90,7 @@ const PINNED_ERRORS: Record<string, readonly [wire: number, status: number]> = {
   BURROW_ERR_BAD_REQUEST: [111, 400],
   BURROW_ERR_HEADERS_TOO_LARGE: [112, 431],
   BURROW_ERR_NOT_FOUND: [113, 404],
+  BURROW_ERR_CLIENT_TIMEOUT: [114, 408],
   BURROW_ERR_INTERNAL: [199, 500],
 };
 
