@@ -1,0 +1,270 @@
+/**
+ * The Bus contract: what every Bus implementation (MemoryBus now, Redis later) must do.
+ * Not a test file itself: a *.test.ts file calls busContract(name, makeBuses) to run it.
+ *
+ * makeBuses returns two nodes `a` and `b` on one medium (one hub, one Redis), NOT yet subscribed
+ * (the contract subscribes them), and a close() that releases everything. Labels, names and
+ * session ids are unique per test, so a shared medium (a real Redis) needs no flushing.
+ *
+ * Deliberately not in the contract (implementation-specific):
+ * - publish() to a node nobody listens on: MemoryBus knows at once and returns false; a Redis
+ *   pub/sub bus may not know and return true. See memoryBus.test.ts.
+ * - synchronous delivery and pass-by-reference payloads (memory only).
+ * - how long released labels are remembered as offline (options of each implementation).
+ */
+import { randomBytes } from 'node:crypto';
+import type { Bus, BusMessage, Holder } from '@burrow/bus';
+import { FLAG_FIN, FrameType } from '@burrow/protocol';
+
+export interface BusPair {
+  readonly a: Bus;
+  readonly b: Bus;
+  close(): Promise<void>;
+}
+
+/** Messages received by one node, with a way to wait for the nth (no fixed sleeps). */
+class Inbox {
+  readonly messages: BusMessage[] = [];
+  private waiters: Array<{ n: number; resolve: () => void }> = [];
+  readonly handler = (m: BusMessage): void => {
+    this.messages.push(m);
+    this.waiters = this.waiters.filter((w) => {
+      if (this.messages.length < w.n) return true;
+      w.resolve();
+      return false;
+    });
+  };
+  /** Resolves once `n` messages have arrived; rejects after `ms`. */
+  waitFor(n: number, ms = 2000): Promise<void> {
+    if (this.messages.length >= n) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`only ${this.messages.length} of ${n} messages arrived within ${ms} ms`)), ms);
+      this.waiters.push({
+        n,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      });
+    });
+  }
+}
+
+const uniq = (prefix: string): string => `${prefix}-${randomBytes(6).toString('hex')}`;
+
+export function busContract(name: string, makeBuses: () => Promise<BusPair>): void {
+  describe(`Bus contract: ${name}`, () => {
+    let pair: BusPair;
+    let inboxA: Inbox;
+    let inboxB: Inbox;
+
+    beforeEach(async () => {
+      pair = await makeBuses();
+      inboxA = new Inbox();
+      inboxB = new Inbox();
+      await pair.a.subscribe(inboxA.handler);
+      await pair.b.subscribe(inboxB.handler);
+    });
+
+    afterEach(async () => {
+      await pair.close();
+    });
+
+    test('the two nodes have distinct ids', () => {
+      expect(typeof pair.a.nodeId).toBe('string');
+      expect(pair.a.nodeId.length).toBeGreaterThan(0);
+      expect(pair.a.nodeId).not.toBe(pair.b.nodeId);
+    });
+
+    describe('publish / subscribe', () => {
+      test('a toSession message published to b reaches b only, payload bytes intact', async () => {
+        const payload = Buffer.from([0x00, 0xff, 0x10, 0x80, 0x7f, 0x0a, 0x0d, 0x00]);
+        const message: BusMessage = {
+          kind: 'toSession',
+          sessionId: uniq('session'),
+          replyNode: pair.a.nodeId,
+          frame: { type: FrameType.DATA, flags: FLAG_FIN, streamId: 0xffff_fffd, payload },
+        };
+        expect(pair.a.publish(pair.b.nodeId, message)).toBe(true);
+        await inboxB.waitFor(1);
+        expect(inboxB.messages).toHaveLength(1);
+        const got = inboxB.messages[0];
+        if (got?.kind !== 'toSession') throw new Error(`unexpected message ${JSON.stringify(got)}`);
+        expect(got.sessionId).toBe(message.sessionId);
+        expect(got.replyNode).toBe(pair.a.nodeId);
+        expect(got.frame.type).toBe(FrameType.DATA);
+        expect(got.frame.flags).toBe(FLAG_FIN);
+        expect(got.frame.streamId).toBe(0xffff_fffd);
+        expect(Buffer.isBuffer(got.frame.payload)).toBe(true);
+        expect(got.frame.payload.toString('hex')).toBe('00ff10807f0a0d00');
+        expect(inboxA.messages).toHaveLength(0);
+      });
+
+      test('toIngress and sessionReplaced messages arrive, in publish order, both directions', async () => {
+        const big = Buffer.alloc(70_000);
+        for (let i = 0; i < big.length; i++) big[i] = (i * 31) & 0xff;
+        const toA: BusMessage[] = [
+          { kind: 'toIngress', frame: { type: FrameType.RESPONSE, flags: 0, streamId: 1, payload: Buffer.from('head') } },
+          { kind: 'toIngress', frame: { type: FrameType.DATA, flags: 0, streamId: 1, payload: big } },
+          { kind: 'toIngress', frame: { type: FrameType.END, flags: 0, streamId: 1, payload: Buffer.alloc(0) } },
+        ];
+        const replaced: BusMessage = { kind: 'sessionReplaced', sessionId: uniq('session') };
+        for (const m of toA) expect(pair.b.publish(pair.a.nodeId, m)).toBe(true);
+        expect(pair.a.publish(pair.b.nodeId, replaced)).toBe(true);
+        await inboxA.waitFor(3);
+        await inboxB.waitFor(1);
+        const plain = (m: BusMessage | undefined): unknown =>
+          m?.kind === 'toIngress'
+            ? { kind: m.kind, type: m.frame.type, flags: m.frame.flags, streamId: m.frame.streamId, payload: Buffer.from(m.frame.payload).toString('base64') }
+            : m;
+        expect(inboxA.messages.map(plain)).toStrictEqual(toA.map(plain));
+        expect(inboxB.messages).toStrictEqual([replaced]);
+      });
+
+      test('a node does not receive what it publishes to the other', async () => {
+        pair.a.publish(pair.b.nodeId, { kind: 'sessionReplaced', sessionId: 'x' });
+        pair.b.publish(pair.b.nodeId, { kind: 'sessionReplaced', sessionId: 'marker' });
+        await inboxB.waitFor(2);
+        expect(inboxA.messages).toHaveLength(0);
+      });
+    });
+
+    describe('registry', () => {
+      const holder = (nodeId: string, sessionId = uniq('session'), keyId = uniq('key')): Holder => ({ nodeId, sessionId, keyId });
+
+      test('claim then lookup from either node: online with the holder', async () => {
+        const label = uniq('label');
+        const h = holder(pair.a.nodeId);
+        expect(await pair.a.registry.claim(label, h)).toBeUndefined();
+        expect(await pair.a.registry.lookup(label)).toStrictEqual({ state: 'online', holder: h });
+        expect(await pair.b.registry.lookup(label)).toStrictEqual({ state: 'online', holder: h });
+      });
+
+      test('a label never seen is unknown', async () => {
+        expect(await pair.a.registry.lookup(uniq('never'))).toStrictEqual({ state: 'unknown' });
+      });
+
+      test('a claim by a second session returns the previous holder and takes over', async () => {
+        const label = uniq('label');
+        const first = holder(pair.a.nodeId);
+        const second = holder(pair.b.nodeId, uniq('session'), first.keyId);
+        await pair.a.registry.claim(label, first);
+        expect(await pair.b.registry.claim(label, second)).toStrictEqual(first);
+        expect(await pair.a.registry.lookup(label)).toStrictEqual({ state: 'online', holder: second });
+      });
+
+      test('a claim by the same session again returns undefined', async () => {
+        const label = uniq('label');
+        const h = holder(pair.a.nodeId);
+        await pair.a.registry.claim(label, h);
+        expect(await pair.a.registry.claim(label, { ...h })).toBeUndefined();
+        expect(await pair.b.registry.lookup(label)).toStrictEqual({ state: 'online', holder: h });
+      });
+
+      test('release by the holder: the label looks offline, not unknown', async () => {
+        const label = uniq('label');
+        const h = holder(pair.a.nodeId);
+        await pair.a.registry.claim(label, h);
+        await pair.a.registry.release(label, h.sessionId);
+        expect(await pair.a.registry.lookup(label)).toStrictEqual({ state: 'offline' });
+        expect(await pair.b.registry.lookup(label)).toStrictEqual({ state: 'offline' });
+      });
+
+      test('release by a session that is not the holder is a no-op', async () => {
+        const label = uniq('label');
+        const first = holder(pair.a.nodeId);
+        const second = holder(pair.b.nodeId);
+        await pair.a.registry.claim(label, first);
+        await pair.b.registry.claim(label, second);
+        await pair.a.registry.release(label, first.sessionId); // replaced session cleaning up late
+        expect(await pair.a.registry.lookup(label)).toStrictEqual({ state: 'online', holder: second });
+        await pair.a.registry.release(uniq('label'), first.sessionId); // a label never claimed
+        expect(await pair.b.registry.lookup(label)).toStrictEqual({ state: 'online', holder: second });
+      });
+
+      test('an offline label claimed again is online; a claim after release returns undefined', async () => {
+        const label = uniq('label');
+        const first = holder(pair.a.nodeId);
+        await pair.a.registry.claim(label, first);
+        await pair.a.registry.release(label, first.sessionId);
+        const next = holder(pair.b.nodeId);
+        expect(await pair.b.registry.claim(label, next)).toBeUndefined();
+        expect(await pair.a.registry.lookup(label)).toStrictEqual({ state: 'online', holder: next });
+      });
+
+      test('labels are independent', async () => {
+        const [l1, l2] = [uniq('label'), uniq('label')];
+        const h = holder(pair.a.nodeId);
+        await pair.a.registry.claim(l1, h);
+        expect(await pair.a.registry.lookup(l2)).toStrictEqual({ state: 'unknown' });
+        await pair.a.registry.release(l2, h.sessionId);
+        expect(await pair.a.registry.lookup(l1)).toStrictEqual({ state: 'online', holder: h });
+      });
+
+      test('two concurrent claims by different sessions: exactly one of them reports the other as replaced', async () => {
+        const label = uniq('label');
+        const ha = holder(pair.a.nodeId);
+        const hb = holder(pair.b.nodeId);
+        const [ra, rb] = await Promise.all([pair.a.registry.claim(label, ha), pair.b.registry.claim(label, hb)]);
+        const lookup = await pair.a.registry.lookup(label);
+        if (ra === undefined) {
+          expect(rb).toStrictEqual(ha);
+          expect(lookup).toStrictEqual({ state: 'online', holder: hb });
+        } else {
+          expect(ra).toStrictEqual(hb);
+          expect(rb).toBeUndefined();
+          expect(lookup).toStrictEqual({ state: 'online', holder: ha });
+        }
+      });
+    });
+
+    describe('bindName', () => {
+      test('the first key to bind a name owns it; later binders are told the owner', async () => {
+        const name = uniq('app');
+        const [k1, k2] = [uniq('key'), uniq('key')];
+        expect(await pair.a.registry.bindName(name, k1)).toBe(k1);
+        expect(await pair.b.registry.bindName(name, k2)).toBe(k1);
+        expect(await pair.a.registry.bindName(name, k1)).toBe(k1);
+        expect(await pair.b.registry.bindName(name, k2)).toBe(k1);
+      });
+
+      test('different names bind independently', async () => {
+        const [n1, n2] = [uniq('app'), uniq('app')];
+        const [k1, k2] = [uniq('key'), uniq('key')];
+        expect(await pair.a.registry.bindName(n1, k1)).toBe(k1);
+        expect(await pair.a.registry.bindName(n2, k2)).toBe(k2);
+      });
+
+      test('concurrent binds from both nodes agree on one owner', async () => {
+        const name = uniq('app');
+        const [k1, k2] = [uniq('key'), uniq('key')];
+        const [r1, r2] = await Promise.all([pair.a.registry.bindName(name, k1), pair.b.registry.bindName(name, k2)]);
+        expect(r1).toBe(r2);
+        expect([k1, k2]).toContain(r1);
+      });
+
+      test('a bound name that no session holds looks offline, not unknown', async () => {
+        const name = uniq('app');
+        await pair.a.registry.bindName(name, uniq('key'));
+        expect(await pair.b.registry.lookup(name)).toStrictEqual({ state: 'offline' });
+      });
+    });
+
+    describe('close', () => {
+      test('close() is idempotent', async () => {
+        await expect(pair.a.close()).resolves.toBeUndefined();
+        await expect(pair.a.close()).resolves.toBeUndefined();
+        await expect(pair.b.close()).resolves.toBeUndefined();
+      });
+
+      test('a closed node no longer receives messages', async () => {
+        await pair.b.close();
+        pair.a.publish(pair.b.nodeId, { kind: 'sessionReplaced', sessionId: 'after-close' });
+        // a publishes to itself as a marker: once it arrives, an earlier message to b would have too.
+        pair.a.publish(pair.a.nodeId, { kind: 'sessionReplaced', sessionId: 'marker' });
+        await inboxA.waitFor(1);
+        expect(inboxB.messages).toHaveLength(0);
+      });
+    });
+  });
+}

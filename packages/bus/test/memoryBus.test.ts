@@ -1,0 +1,197 @@
+import { type BusMessage, type Holder, MemoryBus, MemoryHub } from '@burrow/bus';
+import { FrameType } from '@burrow/protocol';
+import { busContract } from './bus.contract';
+
+busContract('MemoryBus', async () => {
+  const hub = new MemoryHub();
+  const a = new MemoryBus('node-a', hub);
+  const b = new MemoryBus('node-b', hub);
+  return {
+    a,
+    b,
+    async close() {
+      await a.close();
+      await b.close();
+    },
+  };
+});
+
+const holder = (sessionId: string, nodeId = 'node-a'): Holder => ({ nodeId, sessionId, keyId: `key-of-${sessionId}` });
+
+describe('MemoryBus specifics', () => {
+  const message: BusMessage = { kind: 'toIngress', frame: { type: FrameType.DATA, flags: 0, streamId: 3, payload: Buffer.from('x') } };
+
+  test('publish to a node nobody subscribed as returns false', () => {
+    const hub = new MemoryHub();
+    const a = new MemoryBus('a', hub);
+    expect(a.publish('nobody', message)).toBe(false);
+    const idle = new MemoryBus('idle', hub); // constructed, never subscribed
+    expect(a.publish(idle.nodeId, message)).toBe(false);
+  });
+
+  test('publish to a node that closed returns false', async () => {
+    const hub = new MemoryHub();
+    const a = new MemoryBus('a', hub);
+    const b = new MemoryBus('b', hub);
+    const got: BusMessage[] = [];
+    await b.subscribe((m) => got.push(m));
+    expect(a.publish('b', message)).toBe(true);
+    await b.close();
+    expect(a.publish('b', message)).toBe(false);
+    expect(got).toHaveLength(1);
+  });
+
+  test('delivery is synchronous and passes the payload by reference', async () => {
+    const hub = new MemoryHub();
+    const a = new MemoryBus('a', hub);
+    const b = new MemoryBus('b', hub);
+    const got: BusMessage[] = [];
+    await b.subscribe((m) => got.push(m));
+    a.publish('b', message);
+    expect(got).toHaveLength(1);
+    expect(got[0]).toBe(message);
+  });
+
+  test('a node can publish to itself', async () => {
+    const bus = new MemoryBus('solo');
+    const got: BusMessage[] = [];
+    await bus.subscribe((m) => got.push(m));
+    expect(bus.publish('solo', message)).toBe(true);
+    expect(got).toStrictEqual([message]);
+    await bus.close();
+  });
+
+  test('buses without a shared hub are separate media', async () => {
+    const a = new MemoryBus('same');
+    const b = new MemoryBus('other');
+    await a.subscribe(() => {});
+    await b.subscribe(() => {});
+    expect(a.publish('other', message)).toBe(false);
+    await a.registry.claim('label', holder('s1'));
+    expect(await b.registry.lookup('label')).toStrictEqual({ state: 'unknown' });
+    await a.close();
+    await b.close();
+  });
+
+  test('attaching a node id twice throws', async () => {
+    const hub = new MemoryHub();
+    hub.attach('x', () => {});
+    expect(() => hub.attach('x', () => {})).toThrow(/already attached/);
+    const first = new MemoryBus('dup', hub);
+    const second = new MemoryBus('dup', hub);
+    const gotFirst: BusMessage[] = [];
+    await first.subscribe((m) => gotFirst.push(m));
+    await expect(second.subscribe(() => {})).rejects.toThrow(/already attached/);
+    // The failed bus cleaning up must not detach the node that holds the id.
+    await second.close();
+    expect(new MemoryBus('sender', hub).publish('dup', message)).toBe(true);
+    expect(gotFirst).toHaveLength(1);
+    // Once the first closes, the id is free again.
+    await first.close();
+    const third = new MemoryBus('dup', hub);
+    await expect(third.subscribe(() => {})).resolves.toBeUndefined();
+    await third.close();
+  });
+
+  test('subscribing the same bus twice throws', async () => {
+    const bus = new MemoryBus('twice');
+    await bus.subscribe(() => {});
+    await expect(bus.subscribe(() => {})).rejects.toThrow(/twice/);
+    await bus.close();
+  });
+
+  test('close() before subscribe is a no-op and does not detach another bus with the same id', async () => {
+    const hub = new MemoryHub();
+    const live = new MemoryBus('n', hub);
+    const got: BusMessage[] = [];
+    await live.subscribe((m) => got.push(m));
+    const idle = new MemoryBus('n', hub);
+    await idle.close();
+    expect(new MemoryBus('p', hub).publish('n', message)).toBe(true);
+    expect(got).toHaveLength(1);
+    await live.close();
+  });
+});
+
+describe('MemoryHub offline memory', () => {
+  let now = 1_000_000;
+  let spy: jest.SpyInstance<number, []>;
+  beforeEach(() => {
+    now = 1_000_000;
+    spy = jest.spyOn(Date, 'now').mockImplementation(() => now);
+  });
+  afterEach(() => {
+    spy.mockRestore();
+  });
+
+  test('a released label is offline for offlineMemoryMs (inclusive), then unknown', async () => {
+    const hub = new MemoryHub({ offlineMemoryMs: 1000 });
+    await hub.registry.claim('l', holder('s'));
+    await hub.registry.release('l', 's');
+    now += 1000;
+    expect(await hub.registry.lookup('l')).toStrictEqual({ state: 'offline' });
+    now += 1;
+    expect(await hub.registry.lookup('l')).toStrictEqual({ state: 'unknown' });
+    // Forgotten for good, even if the clock went back.
+    now -= 1000;
+    expect(await hub.registry.lookup('l')).toStrictEqual({ state: 'unknown' });
+  });
+
+  test('a bound name stays offline after the label memory expires', async () => {
+    const hub = new MemoryHub({ offlineMemoryMs: 10 });
+    await hub.registry.bindName('app', 'k');
+    await hub.registry.claim('app', holder('s'));
+    await hub.registry.release('app', 's');
+    now += 11;
+    expect(await hub.registry.lookup('app')).toStrictEqual({ state: 'offline' });
+  });
+
+  test('the default memory is 24 hours', async () => {
+    const hub = new MemoryHub();
+    await hub.registry.claim('l', holder('s'));
+    await hub.registry.release('l', 's');
+    now += 24 * 60 * 60 * 1000;
+    expect(await hub.registry.lookup('l')).toStrictEqual({ state: 'offline' });
+    now += 1;
+    expect(await hub.registry.lookup('l')).toStrictEqual({ state: 'unknown' });
+  });
+
+  test('maxOfflineLabels: the oldest released labels are forgotten first', async () => {
+    const hub = new MemoryHub({ maxOfflineLabels: 2 });
+    const r = hub.registry;
+    for (const l of ['l1', 'l2']) {
+      await r.claim(l, holder(`s-${l}`));
+      await r.release(l, `s-${l}`);
+    }
+    // l1 comes back and goes again: now it is the newest, l2 the oldest.
+    await r.claim('l1', holder('s-l1b'));
+    await r.release('l1', 's-l1b');
+    await r.claim('l3', holder('s-l3'));
+    await r.release('l3', 's-l3');
+    expect(await r.lookup('l2')).toStrictEqual({ state: 'unknown' });
+    expect(await r.lookup('l1')).toStrictEqual({ state: 'offline' });
+    expect(await r.lookup('l3')).toStrictEqual({ state: 'offline' });
+    // Online labels do not count against the limit.
+    await r.claim('l4', holder('s-l4'));
+    expect(await r.lookup('l1')).toStrictEqual({ state: 'offline' });
+    expect(await r.lookup('l4')).toStrictEqual({ state: 'online', holder: holder('s-l4') });
+  });
+});
+
+describe('MemoryHub offline memory on the real clock', () => {
+  test('with a tiny offlineMemoryMs the label turns unknown soon after release', async () => {
+    const hub = new MemoryHub({ offlineMemoryMs: 5 });
+    await hub.registry.claim('l', holder('s'));
+    await hub.registry.release('l', 's');
+    const releasedAt = Date.now();
+    const deadline = releasedAt + 2000;
+    let state = (await hub.registry.lookup('l')).state;
+    while (state !== 'unknown') {
+      if (Date.now() > deadline) throw new Error('label never expired');
+      expect(state).toBe('offline');
+      await new Promise((r) => setImmediate(r));
+      state = (await hub.registry.lookup('l')).state;
+    }
+    expect(Date.now() - releasedAt).toBeGreaterThanOrEqual(5);
+  });
+});
