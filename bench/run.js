@@ -1093,16 +1093,16 @@ async function main() {
     ]);
   }
   if (setup) {
-    rows.push(['setup: spawn -> online', 'tunnel', fmtNum(setup.medianSpawnToOnlineMs, 0), 'ms', '', '', '', '', '', '']);
+    rows.push([`setup: spawn -> online (median of ${setup.runs})`, 'tunnel', fmtNum(setup.medianSpawnToOnlineMs, 0), 'ms', '', '', '', '', '', '']);
     rows.push([
-      'setup: spawn -> first 200',
+      `setup: spawn -> first 200 (median of ${setup.runs})`,
       'tunnel',
       fmtNum(setup.medianSpawnToFirst200Ms, 0),
       'ms',
       '',
       `${fmtNum(setup.maxSpawnToFirst200Ms, 0)} max`,
       '',
-      String(setup.runs),
+      '',
       '',
       '',
     ]);
