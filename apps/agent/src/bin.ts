@@ -6,6 +6,26 @@ import { defaultKeyPath, KeyFileError, loadOrCreateKey } from './keyStore';
 import { attachHumanOutput, attachJsonOutput } from './output';
 import { AGENT_VERSION } from './version';
 
+/**
+ * Lines written in one turn of the event loop go out in one write: under load that is one
+ * syscall per turn instead of one per request (stdout to a file or pipe is synchronous).
+ */
+function batchedWriter(write: (text: string) => void): (line: string) => void {
+  let pending = '';
+  const flush = (): void => {
+    const text = pending;
+    pending = '';
+    write(text);
+  };
+  process.on('exit', () => {
+    if (pending !== '') flush();
+  });
+  return (line) => {
+    if (pending === '') setImmediate(flush);
+    pending += line;
+  };
+}
+
 function main(): void {
   let command: ReturnType<typeof parseAgentArgs>;
   try {
@@ -48,8 +68,9 @@ function main(): void {
     ...(command.subdomain !== undefined ? { subdomain: command.subdomain } : {}),
     ...(command.session !== undefined ? { session: command.session } : {}),
   });
-  if (command.json) attachJsonOutput(agent, (l) => process.stdout.write(l));
-  else attachHumanOutput(agent, command.target, (l) => process.stdout.write(l), process.stdout.isTTY === true);
+  const out = batchedWriter((text) => process.stdout.write(text));
+  if (command.json) attachJsonOutput(agent, out);
+  else attachHumanOutput(agent, command.target, out, process.stdout.isTTY === true);
   agent.on('fatal', () => {
     process.exitCode = 1;
   });

@@ -114,7 +114,9 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   const sessions = new LocalSessions();
   const ingress = new IngressTable(bus, config.streamWindowBytes);
   const publicUrl = (): string => config.publicUrl ?? `http://${config.domain}${boundPort === 80 ? '' : `:${boundPort}`}`;
-  const publicProto = (): string => new URL(publicUrl()).protocol.slice(0, -1);
+  // Fixed by config (or http when derived); never parsed per request.
+  const proto = config.publicUrl === undefined ? 'http' : new URL(config.publicUrl).protocol.slice(0, -1);
+  const publicProto = (): string => proto;
   // Whom an agent's token may name: this relay's public URL, its domain (at the bound port or
   // none) and configured extras. Never the Host header: the connecting client chooses that.
   const agentAudiences = (): string[] => [urlAuthority(publicUrl()), config.domain, `${config.domain}:${boundPort}`, ...config.extraAudiences];
