@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { keyPairFromJwk, labelFor } from '@burrow/protocol';
 import { RELAY_OPTIONS } from '@burrow/relay';
-import { cleanup, cleanups, request, startApp, startRelay, waitFor } from '../kit';
+import { cleanup, cleanups, freePort, request, startApp, startRelay, waitFor } from '../kit';
 
 const ROOT = join(__dirname, '..', '..');
 const AGENT_BIN = join(ROOT, 'apps/agent/dist/bin.js');
@@ -208,4 +208,20 @@ describe('burrow --key', () => {
     expect(await r.exit).toBe(2);
     expect(r.stderr()).toContain('not a valid Ed25519 JWK');
   });
+});
+
+describe('npm run demo (the quickstart)', () => {
+  test('starts relay, example app and agent, and the printed curl line reaches the app', async () => {
+    const [relayPort, appPort] = [await freePort(), await freePort()];
+    const demo = run(join(ROOT, 'examples/demo.js'), [], { BURROW_PORT: String(relayPort), DEMO_APP_PORT: String(appPort), BURROW_HOME: home() });
+    await waitFor(() => demo.lines.some((l) => l.includes("curl -H 'Host: ")), 15_000, 'the curl line');
+    const line = demo.lines.find((l) => l.includes("curl -H 'Host: ")) as string;
+    const host = (line.match(/Host: ([^']+)'/) as RegExpMatchArray)[1] as string;
+    expect(line).toContain(`http://127.0.0.1:${relayPort}/`);
+    const r = await request(relayPort, host);
+    expect(r.status).toBe(200);
+    expect(r.text).toContain('Hello through burrow');
+    demo.child.kill('SIGTERM');
+    expect(await demo.exit).toBe(0);
+  }, 30_000);
 });
