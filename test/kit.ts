@@ -129,6 +129,22 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
+/** Waits until a counter stops moving (same value 100 ms apart): backpressure has taken hold. */
+export async function waitUntilSteady(read: () => number, what: string, timeoutMs = 5000): Promise<void> {
+  let last = -1;
+  await waitFor(
+    async () => {
+      const now = read();
+      const steady = now === last;
+      last = now;
+      await new Promise((r) => setTimeout(r, 100));
+      return steady;
+    },
+    timeoutMs,
+    what,
+  );
+}
+
 export function once<T = unknown>(emitter: NodeJS.EventEmitter, event: string): Promise<T> {
   return new Promise((resolve) => emitter.once(event, (v: T) => resolve(v)));
 }

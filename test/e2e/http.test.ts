@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import http from 'node:http';
-import { cleanup, freePort, hostOf, request, startApp, startRelay, startTunnel, waitFor } from '../kit';
+import { cleanup, freePort, hostOf, request, startApp, startRelay, startTunnel, waitFor, waitUntilSteady } from '../kit';
 
 afterEach(cleanup);
 
@@ -239,18 +239,7 @@ describe('HTTP through a tunnel', () => {
         // While the client reads nothing, the app's writes must stall well short of the body.
         waitFor(() => written > 0, 3000)
           .then(async () => {
-            let last = -1;
-            await waitFor(
-              async () => {
-                const now = written;
-                const stable = now === last;
-                last = now;
-                await new Promise((r) => setTimeout(r, 100));
-                return stable;
-              },
-              5000,
-              'writes to stall',
-            );
+            await waitUntilSteady(() => written, 'writes to stall');
             expect(written).toBeLessThan(total / 2);
             res.resume();
           })
@@ -354,18 +343,7 @@ describe('relay behind TLS and agent options', () => {
       pump();
     });
     await waitFor(() => appReq !== undefined, 3000, 'request at the app');
-    let last = -1;
-    await waitFor(
-      async () => {
-        const now = sent;
-        const stable = now === last;
-        last = now;
-        await new Promise((r) => setTimeout(r, 100));
-        return stable;
-      },
-      5000,
-      'the upload to stall',
-    );
+    await waitUntilSteady(() => sent, 'the upload to stall');
     expect(sent).toBeLessThan(total / 2);
     appReq?.resume();
     expect(await done).toBe(String(total));

@@ -3,6 +3,8 @@
  * in Connection), X-Forwarded-* added. Works on Node's flat rawHeaders list so order, case and
  * repeats survive.
  */
+import type { IncomingMessage } from 'node:http';
+import { BurrowError, encodeRequestHead, StreamKind } from '@burrow/protocol';
 
 const HOP_BY_HOP = new Set([
   'connection',
@@ -88,4 +90,21 @@ export function hasHopByHop(name: string): boolean {
     lower === 'trailer' ||
     lower === 'te'
   );
+}
+
+/**
+ * The OPEN payload for a public request: its method, raw target and forwarded headers.
+ * Throws BurrowError (BAD_REQUEST, HEADERS_TOO_LARGE) when it cannot be encoded.
+ */
+export function encodeOpenHead(req: IncomingMessage, proto: string, upgrade: boolean): Buffer {
+  try {
+    return encodeRequestHead({
+      kind: upgrade ? StreamKind.WEBSOCKET : StreamKind.HTTP,
+      method: req.method as string,
+      target: req.url as string,
+      headers: forwardRequestHeaders(req.rawHeaders, { remoteAddress: req.socket.remoteAddress ?? '', proto, upgrade }),
+    });
+  } catch (err) {
+    throw err instanceof BurrowError ? err : new BurrowError('BURROW_ERR_BAD_REQUEST', String(err));
+  }
 }

@@ -6,9 +6,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Holder } from '@burrow/bus';
 import type { MuxStream, StreamHandler } from '@burrow/mux';
-import { BurrowError, decodeResponseHead, encodeRequestHead, FrameType, type Reason, StreamKind } from '@burrow/protocol';
+import { type BurrowError, decodeResponseHead, FrameType, type Reason } from '@burrow/protocol';
 import { sendError } from './errorResponse';
-import { forwardRequestHeaders, hasHopByHop } from './forwardHeaders';
+import { encodeOpenHead, hasHopByHop } from './forwardHeaders';
 import type { RelayContext } from './relayContext';
 import { resolveLocal, resolveRemote } from './resolveTunnel';
 
@@ -45,14 +45,9 @@ function proxyRequest(ctx: RelayContext, req: IncomingMessage, res: ServerRespon
   const hasBody = contentLength !== undefined ? contentLength !== '0' : req.headers['transfer-encoding'] !== undefined;
   let head: Buffer;
   try {
-    head = encodeRequestHead({
-      kind: StreamKind.HTTP,
-      method: req.method as string,
-      target: req.url as string,
-      headers: forwardRequestHeaders(req.rawHeaders, { remoteAddress: req.socket.remoteAddress ?? '', proto: ctx.publicProto(), upgrade: false }),
-    });
+    head = encodeOpenHead(req, ctx.publicProto(), false);
   } catch (err) {
-    const e = err instanceof BurrowError ? err : new BurrowError('BURROW_ERR_BAD_REQUEST', String(err));
+    const e = err as BurrowError;
     sendError(req, res, e.code, e.message, true);
     return;
   }

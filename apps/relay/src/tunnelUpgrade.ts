@@ -10,9 +10,9 @@ import { validateHeaderName, validateHeaderValue } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Holder } from '@burrow/bus';
 import { bridge, type MuxStream } from '@burrow/mux';
-import { BurrowError, decodeResponseHead, type ErrorCode, encodeRequestHead, FrameType, type Reason, type ResponseHead, StreamKind } from '@burrow/protocol';
+import { type BurrowError, decodeResponseHead, type ErrorCode, FrameType, type Reason, type ResponseHead } from '@burrow/protocol';
 import { rawErrorResponse } from './errorResponse';
-import { forwardRequestHeaders } from './forwardHeaders';
+import { encodeOpenHead } from './forwardHeaders';
 import type { RelayContext } from './relayContext';
 import { resolveLocal, resolveRemote } from './resolveTunnel';
 
@@ -59,14 +59,9 @@ function serializeHead(head: ResponseHead, closeAfter: boolean): Buffer {
 function proxyUpgrade(ctx: RelayContext, req: IncomingMessage, socket: Duplex, head: Buffer, holder: Holder): void {
   let payload: Buffer;
   try {
-    payload = encodeRequestHead({
-      kind: StreamKind.WEBSOCKET,
-      method: req.method as string,
-      target: req.url as string,
-      headers: forwardRequestHeaders(req.rawHeaders, { remoteAddress: req.socket.remoteAddress ?? '', proto: ctx.publicProto(), upgrade: true }),
-    });
+    payload = encodeOpenHead(req, ctx.publicProto(), true);
   } catch (err) {
-    const e = err instanceof BurrowError ? err : new BurrowError('BURROW_ERR_BAD_REQUEST', String(err));
+    const e = err as BurrowError;
     refuse(ctx, req, socket, e.code, e.message);
     return;
   }
