@@ -209,6 +209,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const batcher = this.batcher as FrameBatcher;
     switch (frame.type) {
       case FrameType.HELLO: {
+        if (this.mux !== undefined) throw new BurrowError('BURROW_ERR_PROTOCOL', 'second hello on one connection');
         const hello = decodeHello(frame.payload);
         // The relay pings after pingIntervalMs of silence: never give up on it sooner than that allows.
         this.effectiveDeadAfterMs = Math.max(this.deadAfterMs, 2 * hello.pingIntervalMs);
