@@ -6,8 +6,12 @@
 import { FRAME_HEADER_BYTES, type FrameType, writeFrameHeader } from '@burrow/protocol';
 import type { FrameSink } from './muxStream';
 
-/** A batch is flushed at once past this size, bounding memory per connection. */
-export const MAX_BATCH_BYTES = 256 * 1024;
+/**
+ * Most bytes in one batch (one WebSocket message): a frame that would take a batch past this
+ * goes into the next one. 64 KiB less room for the WebSocket header, so a message fits one
+ * socket read at the receiver (no reassembly copy); also bounds memory per connection.
+ */
+export const MAX_BATCH_BYTES = 64 * 1024 - 16;
 
 export type Scheduler = (flush: () => void) => void;
 
@@ -26,6 +30,7 @@ export class FrameBatcher implements FrameSink {
   sendFrame(type: FrameType, flags: number, streamId: number, payload?: Buffer): void {
     if (this.closed) return;
     const len = payload === undefined ? 0 : payload.length;
+    if (this.bytes > 0 && this.bytes + FRAME_HEADER_BYTES + len > this.maxBatchBytes) this.flush();
     const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
     writeFrameHeader(header, 0, type, flags, streamId, len);
     this.parts.push(header);

@@ -13,6 +13,7 @@ import {
   FLAG_FIN,
   FrameType,
   MAX_DATA_CHUNK_BYTES,
+  MAX_FRAME_PAYLOAD_BYTES,
   type Reason,
 } from '@burrow/protocol';
 
@@ -69,7 +70,7 @@ export class MuxStream {
     this.sendCredit = options.windowBytes;
     this.recvRemaining = options.windowBytes;
     this.creditThreshold = Math.max(1, Math.floor(options.windowBytes / 4));
-    this.highWater = options.highWaterBytes ?? MAX_DATA_CHUNK_BYTES;
+    this.highWater = options.highWaterBytes ?? MAX_FRAME_PAYLOAD_BYTES;
   }
 
   get isClosed(): boolean {

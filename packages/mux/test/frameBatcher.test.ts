@@ -20,8 +20,8 @@ const decode = (batch: Buffer): Array<[number, number, number, string]> => {
 };
 
 describe('FrameBatcher', () => {
-  test('MAX_BATCH_BYTES is 256 KiB', () => {
-    expect(MAX_BATCH_BYTES).toBe(256 * 1024);
+  test('MAX_BATCH_BYTES leaves room for a WebSocket header within 64 KiB', () => {
+    expect(MAX_BATCH_BYTES).toBe(64 * 1024 - 16);
   });
 
   test('several frames become one write per scheduled flush, in order, byte-identical to encodeFrame', () => {
@@ -65,29 +65,34 @@ describe('FrameBatcher', () => {
     expect(writes).toHaveLength(1);
   });
 
-  test('flushes synchronously once the batch reaches maxBatchBytes', () => {
+  test('a frame that would take the batch past maxBatchBytes starts the next batch; a full batch goes at once', () => {
     const writes: Buffer[] = [];
     const sched = new ManualScheduler();
     const b = new FrameBatcher((batch) => writes.push(Buffer.from(batch)), sched.schedule, 100);
     b.sendFrame(FrameType.DATA, 0, 1, Buffer.alloc(89, 0x61)); // 99 bytes: below
     expect(writes).toHaveLength(0);
-    b.sendFrame(FrameType.DATA, 0, 1, Buffer.from('b')); // 99 + 11 = 110: at once
-    expect(writes.map((w) => w.length)).toStrictEqual([110]);
-    b.sendFrame(FrameType.DATA, 0, 3, Buffer.alloc(90)); // exactly 100: at once
-    expect(writes.map((w) => w.length)).toStrictEqual([110, 100]);
+    b.sendFrame(FrameType.DATA, 0, 1, Buffer.from('b')); // 99 + 11 = 110 > 100: the 99 go first
+    expect(writes.map((w) => w.length)).toStrictEqual([99]);
+    b.sendFrame(FrameType.DATA, 0, 3, Buffer.alloc(90)); // 11 + 100 > 100: the 11 go, then exactly 100 at once
+    expect(writes.map((w) => w.length)).toStrictEqual([99, 11, 100]);
     sched.runAll();
-    expect(writes).toHaveLength(2);
+    expect(writes).toHaveLength(3);
+    // No batch ever exceeds the cap unless a single frame does.
+    b.sendFrame(FrameType.DATA, 0, 1, Buffer.alloc(200));
+    expect(writes.map((w) => w.length)).toStrictEqual([99, 11, 100, 210]);
   });
 
-  test('the default cap flushes a batch of 256 KiB without waiting for the scheduler', () => {
+  test('with the default cap, three full DATA frames share a message and a fourth starts the next', () => {
     const writes: number[] = [];
     const sched = new ManualScheduler();
     const b = new FrameBatcher((batch) => writes.push(batch.length), sched.schedule);
-    const chunk = Buffer.alloc(65536);
+    const chunk = Buffer.alloc(16 * 1024);
     for (let i = 0; i < 3; i++) b.sendFrame(FrameType.DATA, 0, 1, chunk);
     expect(writes).toHaveLength(0);
     b.sendFrame(FrameType.DATA, 0, 1, chunk);
-    expect(writes).toStrictEqual([4 * 65546]);
+    expect(writes).toStrictEqual([3 * (16 * 1024 + 10)]);
+    sched.runAll();
+    expect(writes).toStrictEqual([3 * (16 * 1024 + 10), 16 * 1024 + 10]);
   });
 
   test('close() flushes what is pending, then nothing is written any more', () => {

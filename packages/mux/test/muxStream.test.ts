@@ -70,11 +70,11 @@ describe('sending within credit', () => {
   });
 
   test('a chunk larger than MAX_DATA_CHUNK_BYTES is split into frames at the cap', () => {
-    expect(MAX_DATA_CHUNK_BYTES).toBe(65536);
+    expect(MAX_DATA_CHUNK_BYTES).toBe(16384);
     const { stream, sink } = setup(200_000);
     const input = pseudoRandomBytes(150_000);
     expect(stream.write(input)).toBe(true);
-    expect(sink.ofType(FrameType.DATA).map((f) => f.payload.length)).toStrictEqual([65536, 65536, 18928]);
+    expect(sink.ofType(FrameType.DATA).map((f) => f.payload.length)).toStrictEqual([...Array<number>(9).fill(16384), 2544]);
     expect(Buffer.concat(sink.ofType(FrameType.DATA).map((f) => f.payload))).toStrictEqual(input);
     expect(stream.bufferedBytes).toBe(0);
   });

