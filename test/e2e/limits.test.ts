@@ -214,6 +214,31 @@ describe('limits, timeouts and relay-made errors', () => {
     expect(bad).toContain('x-burrow-error: BURROW_ERR_BAD_REQUEST');
   });
 
+  test('clients vanishing mid-upload and mid-download leave nothing behind and the tunnel keeps serving', async () => {
+    let seen = 0;
+    const { port: appPort } = await startApp((req, res) => {
+      seen++;
+      req.on('data', () => {});
+      if (req.url === '/down') res.write(Buffer.alloc(100_000));
+      else if (req.url === '/after') res.end('ok');
+    });
+    const relay = await startRelay();
+    const tunnel = await startTunnel(relay.url, appPort);
+    for (const [path, expected] of [
+      ['/up', 1],
+      ['/down', 2],
+    ] as const) {
+      const socket = net.connect(relay.port, '127.0.0.1');
+      socket.on('error', () => {});
+      await new Promise((r) => socket.once('connect', r));
+      socket.write(`POST ${path} HTTP/1.1\r\nHost: ${hostOf(tunnel.url)}\r\nContent-Length: 100000\r\n\r\n${'x'.repeat(5000)}`);
+      await waitFor(() => seen >= expected, 3000, `${path} at the app`);
+      socket.destroy();
+    }
+    await waitFor(() => relay.relay.stats().ingressStreams === 0 && relay.relay.stats().agentStreams === 0, 3000, 'streams released');
+    expect((await request(relay.port, hostOf(tunnel.url), { path: '/after' })).text).toBe('ok');
+  });
+
   test('apex: health and version routes, and a coded 404 for anything else', async () => {
     const relay = await startRelay();
     const apex = `localhost:${relay.port}`;
