@@ -44,8 +44,6 @@ export interface MuxStreamOptions {
   readonly onClose?: (stream: MuxStream) => void;
 }
 
-const EMPTY = Buffer.alloc(0);
-
 export class MuxStream {
   handler: StreamHandler | undefined;
   private sendCredit: number;
@@ -256,5 +254,3 @@ export class MuxStream {
     this.options.onClose?.(this);
   }
 }
-
-export { EMPTY as EMPTY_PAYLOAD };
