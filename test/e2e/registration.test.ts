@@ -1,3 +1,6 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { decodeHello, decodeReason, decodeRegistered, type ErrorCode, encodeFrame, encodeJson, FrameType, labelFor, signRegistration } from '@burrow/protocol';
 import { cleanup, hostOf, newKey, RawAgent, request, startApp, startRelay, startTunnel, waitFor } from '../kit';
 
@@ -90,6 +93,29 @@ describe('registration', () => {
     await expect(startTunnel(relay.url, appPort, { keyPair: newKey(), subdomain: 'shop' })).rejects.toMatchObject({ code: 'BURROW_ERR_NAME_TAKEN' });
     const again = await startTunnel(relay.url, appPort, { keyPair: owner, subdomain: 'shop' });
     expect(again.url).toBe(first.url);
+  });
+
+  test('with --data-dir, name bindings survive a relay restart', async () => {
+    const { port: appPort } = await startApp((_req, res) => res.end('kept'));
+    const dataDir = mkdtempSync(join(tmpdir(), 'burrow-data-'));
+    const owner = newKey();
+    const first = await startRelay({ dataDir });
+    const t = await startTunnel(first.url, appPort, { keyPair: owner, subdomain: 'kept' });
+    await t.close();
+    await first.relay.close();
+    expect(readFileSync(join(dataDir, 'names.jsonl'), 'utf8')).toContain('"name":"kept"');
+    const second = await startRelay({ dataDir });
+    await expect(startTunnel(second.url, appPort, { keyPair: newKey(), subdomain: 'kept' })).rejects.toMatchObject({ code: 'BURROW_ERR_NAME_TAKEN' });
+    // Known but offline after the restart: 502, not 404.
+    expect((await request(second.port, `kept.localhost:${second.port}`)).status).toBe(502);
+    const again = await startTunnel(second.url, appPort, { keyPair: owner, subdomain: 'kept' });
+    expect((await request(second.port, hostOf(again.url))).text).toBe('kept');
+  });
+
+  test('a corrupt names file stops the relay from starting, with the line named', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'burrow-data-'));
+    writeFileSync(join(dataDir, 'names.jsonl'), '{"name":"a","key":"k"}\nnot json\n');
+    await expect(startRelay({ dataDir })).rejects.toThrow('names.jsonl line 2 is not JSON');
   });
 
   test('an invalid friendly name is refused with a clear error', async () => {

@@ -6,7 +6,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { type Bus, MemoryBus } from '@burrow/bus';
+import { type Bus, MemoryBus, MemoryHub } from '@burrow/bus';
 import { type ErrorCode, encodeReason, FrameType, PROTOCOL_VERSION, urlAuthority } from '@burrow/protocol';
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
@@ -16,6 +16,7 @@ import { rawErrorResponse, renderError, sendError, wantsJson } from './errorResp
 import { makeHostRouter } from './hostRouter';
 import { IngressTable } from './ingressTable';
 import { LocalSessions } from './localSessions';
+import { fileNameBindings } from './nameStore';
 import type { RelayContext } from './relayContext';
 import { handleTunnelRequest } from './tunnelHttp';
 import { handleTunnelUpgrade } from './tunnelUpgrade';
@@ -54,7 +55,7 @@ export interface Relay {
 }
 
 export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Promise<Relay> {
-  const bus = deps.bus ?? new MemoryBus(config.nodeId);
+  const bus = deps.bus ?? new MemoryBus(config.nodeId, new MemoryHub(config.dataDir === undefined ? {} : { names: fileNameBindings(config.dataDir) }));
   const routeHost = makeHostRouter(config.domain);
   let ctxRef: RelayContext | undefined;
   let boundPort = config.port;

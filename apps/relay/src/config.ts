@@ -19,6 +19,8 @@ export interface RelayConfig {
   readonly maxStreamsPerTunnel: number;
   readonly streamWindowBytes: number;
   readonly nodeId: string;
+  /** Where a single relay keeps state across restarts (friendly-name bindings); unset: memory only. */
+  readonly dataDir: string | undefined;
   /** Further host[:port] authorities agents may sign registrations for (how they dial this relay). */
   readonly extraAudiences: readonly string[];
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -116,6 +118,14 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
   },
   { key: 'nodeId', flag: '--node-id', env: 'BURROW_NODE_ID', kind: 'string', help: "this node's id on the bus", defaultText: 'random' },
   {
+    key: 'dataDir',
+    flag: '--data-dir',
+    env: 'BURROW_DATA_DIR',
+    kind: 'string',
+    help: 'keep friendly-name bindings here across restarts',
+    defaultText: 'none (memory only)',
+  },
+  {
     key: 'extraAudiences',
     flag: '--extra-audiences',
     env: 'BURROW_EXTRA_AUDIENCES',
@@ -209,6 +219,7 @@ export function parseRelayConfig(argv: readonly string[], env: Readonly<Record<s
     maxStreamsPerTunnel: (values.maxStreamsPerTunnel as number | undefined) ?? 1000,
     streamWindowBytes: (values.streamWindowBytes as number | undefined) ?? DEFAULT_STREAM_WINDOW_BYTES,
     nodeId: String(values.nodeId ?? randomBytes(6).toString('hex')),
+    dataDir: values.dataDir === undefined ? undefined : String(values.dataDir),
     extraAudiences: Object.freeze((values.extraAudiences as string[] | undefined) ?? []),
     logLevel: (values.logLevel as RelayConfig['logLevel'] | undefined) ?? 'info',
   };

@@ -5,6 +5,7 @@
  */
 import { buildRelay } from './buildRelay';
 import { ConfigError, parseRelayConfig, relayHelp } from './config';
+import { DataDirError } from './nameStore';
 import { RELAY_VERSION } from './version';
 
 async function main(): Promise<void> {
@@ -28,7 +29,19 @@ async function main(): Promise<void> {
     return;
   }
   const { config } = parsed;
-  const relay = await buildRelay(config);
+  let relay: Awaited<ReturnType<typeof buildRelay>>;
+  try {
+    relay = await buildRelay(config);
+  } catch (err) {
+    if (err instanceof DataDirError) {
+      process.stderr.write(`burrow-relay: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  if (config.dataDir === undefined) {
+    relay.app.log.info('friendly-name bindings are kept in memory only; set --data-dir to keep them across restarts');
+  }
   try {
     const url = await relay.listen();
     relay.app.log.info(

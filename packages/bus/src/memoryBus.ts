@@ -10,6 +10,18 @@ export interface MemoryHubOptions {
   readonly offlineMemoryMs?: number;
   /** Most released labels remembered; the oldest are forgotten first. */
   readonly maxOfflineLabels?: number;
+  /**
+   * Friendly-name bindings to start from, and where new ones go, so that a single relay keeps
+   * them across restarts (the relay persists them; this package does no I/O).
+   */
+  readonly names?: NameBindings;
+}
+
+export interface NameBindings {
+  /** name → keyId bindings made before. */
+  readonly initial: Iterable<readonly [string, string]>;
+  /** Called once for each new binding, before bindName resolves; a throw refuses the binding. */
+  readonly onBind: (name: string, keyId: string) => void;
 }
 
 const DEFAULT_OFFLINE_MEMORY_MS = 24 * 60 * 60 * 1000;
@@ -19,8 +31,13 @@ class MemoryRegistry implements Registry {
   private readonly holders = new Map<string, Holder>();
   /** label → time released; insertion order is age order. */
   private readonly offline = new Map<string, number>();
-  private readonly names = new Map<string, string>();
-  constructor(private readonly options: Required<MemoryHubOptions>) {}
+  private readonly names: Map<string, string>;
+  constructor(
+    private readonly options: Required<Omit<MemoryHubOptions, 'names'>>,
+    private readonly bindings: NameBindings | undefined,
+  ) {
+    this.names = new Map(bindings?.initial ?? []);
+  }
 
   async claim(label: string, holder: Holder): Promise<Holder | undefined> {
     const previous = this.holders.get(label);
@@ -57,6 +74,7 @@ class MemoryRegistry implements Registry {
   async bindName(name: string, keyId: string): Promise<string> {
     const owner = this.names.get(name);
     if (owner !== undefined) return owner;
+    this.bindings?.onBind(name, keyId);
     this.names.set(name, keyId);
     return keyId;
   }
@@ -67,10 +85,13 @@ export class MemoryHub {
   readonly registry: MemoryRegistry;
   private readonly nodes = new Map<string, (message: BusMessage) => void>();
   constructor(options: MemoryHubOptions = {}) {
-    this.registry = new MemoryRegistry({
-      offlineMemoryMs: options.offlineMemoryMs ?? DEFAULT_OFFLINE_MEMORY_MS,
-      maxOfflineLabels: options.maxOfflineLabels ?? DEFAULT_MAX_OFFLINE_LABELS,
-    });
+    this.registry = new MemoryRegistry(
+      {
+        offlineMemoryMs: options.offlineMemoryMs ?? DEFAULT_OFFLINE_MEMORY_MS,
+        maxOfflineLabels: options.maxOfflineLabels ?? DEFAULT_MAX_OFFLINE_LABELS,
+      },
+      options.names,
+    );
   }
   attach(nodeId: string, handler: (message: BusMessage) => void): void {
     if (this.nodes.has(nodeId)) throw new Error(`node id ${nodeId} is already attached to this hub`);
