@@ -60,7 +60,7 @@ describe('registration', () => {
     const relay = await startRelay();
     const agent = await RawAgent.open(relay.url);
     await agent.register(newKey(), 'https://evil.example.com');
-    await expectRefused(agent, 'BURROW_ERR_WRONG_AUDIENCE', 4001);
+    expect(await expectRefused(agent, 'BURROW_ERR_WRONG_AUDIENCE', 4001)).toContain(`--relay ${relay.url}`);
   });
 
   test('the Host header a client sends does not widen the accepted audiences', async () => {

@@ -185,6 +185,11 @@ export class AgentSession {
         if (previous !== undefined) this.replace(previous);
       }
     } catch (err) {
+      if (err instanceof BurrowError && err.code === 'BURROW_ERR_WRONG_AUDIENCE') {
+        // The usual cause is an agent dialling this relay by another name (an IP, a container name).
+        this.fail(new BurrowError(err.code, `${err.message}; connect with --relay ${this.ctx.publicUrl()}, or ask the operator to add that name to --extra-audiences`));
+        return;
+      }
       this.fail(err);
       return;
     }
