@@ -81,7 +81,7 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
         }
         if (route.kind === 'invalid') {
           socket.on('error', () => {});
-          socket.end(Buffer.from(`HTTP/1.1 404 Not Found\r\nx-burrow-error: BURROW_ERR_UNKNOWN_TUNNEL\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`));
+          socket.end(rawErrorResponse('BURROW_ERR_UNKNOWN_TUNNEL', `"${route.host}" is not a tunnel name`, req.headers.accept));
           return true;
         }
       }
