@@ -187,7 +187,9 @@ export class AgentSession {
     } catch (err) {
       if (err instanceof BurrowError && err.code === 'BURROW_ERR_WRONG_AUDIENCE') {
         // The usual cause is an agent dialling this relay by another name (an IP, a container name).
-        this.fail(new BurrowError(err.code, `${err.message}; connect with --relay ${this.ctx.publicUrl()}, or ask the operator to add that name to --extra-audiences`));
+        this.fail(
+          new BurrowError(err.code, `${err.message}; connect with --relay ${this.ctx.publicUrl()}, or ask the operator to add that name to --extra-audiences`),
+        );
         return;
       }
       this.fail(err);
