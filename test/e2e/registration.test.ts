@@ -112,6 +112,16 @@ describe('registration', () => {
     expect((await request(second.port, hostOf(again.url))).text).toBe('kept');
   });
 
+  test('--max-names bounds friendly names: a new one beyond it is refused, an owner keeps its own', async () => {
+    const { port: appPort } = await startApp((_req, res) => res.end('n'));
+    const relay = await startRelay({ maxNames: 1 });
+    const owner = newKey();
+    await startTunnel(relay.url, appPort, { keyPair: owner, subdomain: 'only' });
+    await expect(startTunnel(relay.url, appPort, { keyPair: newKey(), subdomain: 'another' })).rejects.toMatchObject({ code: 'BURROW_ERR_NAME_LIMIT' });
+    const again = await startTunnel(relay.url, appPort, { keyPair: owner, subdomain: 'only' });
+    expect((await request(relay.port, hostOf(again.url))).text).toBe('n');
+  });
+
   test('a corrupt names file stops the relay from starting, with the line named', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'burrow-data-'));
     writeFileSync(join(dataDir, 'names.jsonl'), '{"name":"a","key":"k"}\nnot json\n');

@@ -55,7 +55,12 @@ export interface Relay {
 }
 
 export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Promise<Relay> {
-  const bus = deps.bus ?? new MemoryBus(config.nodeId, new MemoryHub(config.dataDir === undefined ? {} : { names: fileNameBindings(config.dataDir) }));
+  const bus =
+    deps.bus ??
+    new MemoryBus(
+      config.nodeId,
+      new MemoryHub({ maxNames: config.maxNames, ...(config.dataDir === undefined ? {} : { names: fileNameBindings(config.dataDir) }) }),
+    );
   const routeHost = makeHostRouter(config.domain);
   let ctxRef: RelayContext | undefined;
   let boundPort = config.port;

@@ -19,6 +19,8 @@ export interface RelayConfig {
   readonly maxStreamsPerTunnel: number;
   readonly streamWindowBytes: number;
   readonly nodeId: string;
+  /** Most friendly-name bindings the relay keeps (each is kept forever: this bounds that table). */
+  readonly maxNames: number;
   /** Where a single relay keeps state across restarts (friendly-name bindings); unset: memory only. */
   readonly dataDir: string | undefined;
   /** Further host[:port] authorities agents may sign registrations for (how they dial this relay). */
@@ -117,6 +119,16 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
     defaultText: String(DEFAULT_STREAM_WINDOW_BYTES),
   },
   { key: 'nodeId', flag: '--node-id', env: 'BURROW_NODE_ID', kind: 'string', help: "this node's id on the bus", defaultText: 'random' },
+  {
+    key: 'maxNames',
+    flag: '--max-names',
+    env: 'BURROW_MAX_NAMES',
+    kind: 'int',
+    min: 0,
+    max: 100_000_000,
+    help: 'most friendly names bound on this relay',
+    defaultText: '100000',
+  },
   {
     key: 'dataDir',
     flag: '--data-dir',
@@ -219,6 +231,7 @@ export function parseRelayConfig(argv: readonly string[], env: Readonly<Record<s
     maxStreamsPerTunnel: (values.maxStreamsPerTunnel as number | undefined) ?? 1000,
     streamWindowBytes: (values.streamWindowBytes as number | undefined) ?? DEFAULT_STREAM_WINDOW_BYTES,
     nodeId: String(values.nodeId ?? randomBytes(6).toString('hex')),
+    maxNames: (values.maxNames as number | undefined) ?? 100_000,
     dataDir: values.dataDir === undefined ? undefined : String(values.dataDir),
     extraAudiences: Object.freeze((values.extraAudiences as string[] | undefined) ?? []),
     logLevel: (values.logLevel as RelayConfig['logLevel'] | undefined) ?? 'info',

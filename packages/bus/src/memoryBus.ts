@@ -3,6 +3,7 @@
  * registry, which is how multi-node routing is tested without Redis. Delivery is synchronous
  * and passes frames by reference (no encoding).
  */
+import { BurrowError } from '@burrow/protocol';
 import type { Bus, BusMessage, Holder, Lookup, Registry } from './bus';
 
 export interface MemoryHubOptions {
@@ -10,6 +11,8 @@ export interface MemoryHubOptions {
   readonly offlineMemoryMs?: number;
   /** Most released labels remembered; the oldest are forgotten first. */
   readonly maxOfflineLabels?: number;
+  /** Most friendly-name bindings kept; binding a new name beyond it fails with BURROW_ERR_NAME_LIMIT. */
+  readonly maxNames?: number;
   /**
    * Friendly-name bindings to start from, and where new ones go, so that a single relay keeps
    * them across restarts (the relay persists them; this package does no I/O).
@@ -26,6 +29,7 @@ export interface NameBindings {
 
 const DEFAULT_OFFLINE_MEMORY_MS = 24 * 60 * 60 * 1000;
 const DEFAULT_MAX_OFFLINE_LABELS = 100_000;
+const DEFAULT_MAX_NAMES = 100_000;
 
 class MemoryRegistry implements Registry {
   private readonly holders = new Map<string, Holder>();
@@ -74,6 +78,12 @@ class MemoryRegistry implements Registry {
   async bindName(name: string, keyId: string): Promise<string> {
     const owner = this.names.get(name);
     if (owner !== undefined) return owner;
+    if (this.names.size >= this.options.maxNames) {
+      throw new BurrowError(
+        'BURROW_ERR_NAME_LIMIT',
+        `this relay already holds ${this.names.size} friendly names; use the key's own URL, or ask the operator to raise --max-names`,
+      );
+    }
     this.bindings?.onBind(name, keyId);
     this.names.set(name, keyId);
     return keyId;
@@ -89,6 +99,7 @@ export class MemoryHub {
       {
         offlineMemoryMs: options.offlineMemoryMs ?? DEFAULT_OFFLINE_MEMORY_MS,
         maxOfflineLabels: options.maxOfflineLabels ?? DEFAULT_MAX_OFFLINE_LABELS,
+        maxNames: options.maxNames ?? DEFAULT_MAX_NAMES,
       },
       options.names,
     );

@@ -195,3 +195,33 @@ describe('MemoryHub offline memory on the real clock', () => {
     expect(Date.now() - releasedAt).toBeGreaterThanOrEqual(5);
   });
 });
+
+describe('MemoryHub name bindings', () => {
+  test('maxNames bounds the table: a new name beyond it is refused, existing ones still resolve', async () => {
+    const hub = new MemoryHub({ maxNames: 2 });
+    expect(await hub.registry.bindName('a', 'k1')).toBe('k1');
+    expect(await hub.registry.bindName('b', 'k2')).toBe('k2');
+    await expect(hub.registry.bindName('c', 'k3')).rejects.toMatchObject({ code: 'BURROW_ERR_NAME_LIMIT' });
+    expect(await hub.registry.bindName('a', 'k3')).toBe('k1');
+    expect(await hub.registry.bindName('b', 'k2')).toBe('k2');
+  });
+
+  test('initial bindings are loaded and new ones reported once, before they take effect', async () => {
+    const seen: [string, string][] = [];
+    const hub = new MemoryHub({ names: { initial: [['old', 'k0']], onBind: (n, k) => seen.push([n, k]) } });
+    expect(await hub.registry.bindName('old', 'k9')).toBe('k0');
+    expect(await hub.registry.bindName('new', 'k1')).toBe('k1');
+    expect(await hub.registry.bindName('new', 'k1')).toBe('k1');
+    expect(seen).toEqual([['new', 'k1']]);
+    const failing = new MemoryHub({
+      names: {
+        initial: [],
+        onBind: () => {
+          throw new Error('disk full');
+        },
+      },
+    });
+    await expect(failing.registry.bindName('x', 'k1')).rejects.toThrow('disk full');
+    expect(await failing.registry.lookup('x')).toEqual({ state: 'unknown' });
+  });
+});

@@ -32,6 +32,7 @@ export const ERRORS = {
   BURROW_ERR_RELAY_SHUTTING_DOWN: { wire: 19, status: 503, close: 1001, title: 'Relay is shutting down' },
   BURROW_ERR_AGENT_SHUTDOWN: { wire: 20, status: 502, close: 1000, title: 'Agent is shutting down' },
   BURROW_ERR_HEARTBEAT_TIMEOUT: { wire: 21, status: 502, close: 4011, title: 'Peer stopped answering pings' },
+  BURROW_ERR_NAME_LIMIT: { wire: 22, status: 503, close: 4009, title: 'Relay has no room for new names' },
 
   // Stream level: sent in RESET frames; the public client gets `status`.
   BURROW_ERR_UNKNOWN_TUNNEL: { wire: 100, status: 404, close: 1011, title: 'No tunnel with this name' },
