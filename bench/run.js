@@ -4,8 +4,10 @@
  * burrow benchmark harness. Plain CommonJS; needs the workspace built (`npx tsc -b`).
  *
  * Every moving part runs in its own process: the local app (bench/lib/app.js), the relay
- * (apps/relay/dist/main.js), the agent (apps/agent/dist/bin.js), nginx (if installed) and the
- * load generator (autocannon in bench/lib/autocannon-worker.js, or wrk). Loopback only.
+ * (apps/relay/dist/main.js), the agent (apps/agent/dist/bin.js), nginx (if installed), the
+ * load generator (autocannon in bench/lib/autocannon-worker.js, or wrk), the WebSocket and SSE
+ * clients (bench/lib/ws-echo-worker.js, bench/lib/sse-worker.js) and, for the idle-memory
+ * figure, processes holding thousands of light tunnels (bench/lib/light-agents.js). Loopback only.
  *
  * Usage: node bench/run.js [--quick] [--tool autocannon|wrk] [--no-nginx] [--only ids] [--keep-tmp]
  * Env:   BENCH_DURATION_S (default 5), BENCH_WARMUP_S (default 1), BENCH_TOOL, BENCH_SETUP_RUNS (default 5)
@@ -24,11 +26,20 @@ const RELAY_MAIN = path.join(ROOT, 'apps/relay/dist/main.js');
 const AGENT_BIN = path.join(ROOT, 'apps/agent/dist/bin.js');
 const APP = path.join(__dirname, 'lib/app.js');
 const AC_WORKER = path.join(__dirname, 'lib/autocannon-worker.js');
+const WS_WORKER = path.join(__dirname, 'lib/ws-echo-worker.js');
+const SSE_WORKER = path.join(__dirname, 'lib/sse-worker.js');
+const LIGHT_AGENTS = path.join(__dirname, 'lib/light-agents.js');
 const RESULTS_DIR = path.join(__dirname, 'results');
 
 const DOWNLOAD_BYTES = 1024 * 1024; // 1 MiB
 const UPLOAD_BYTES = 400 * 1024; // 400 KiB
 const RELAY_MAX_BODY_BYTES = 2_000_000;
+const WS_MESSAGE_BYTES = 32;
+const SSE_INTERVAL_MS = 10;
+/** Idle scenario: light tunnels held at each step (cumulative), and at most this many per process (fd limit). */
+const IDLE_STEPS = [1000, 10_000];
+const LIGHT_AGENTS_PER_PROCESS = 5000;
+const IDLE_SETTLE_MS = 2000;
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -41,7 +52,7 @@ const USAGE = `Usage: node bench/run.js [options]   (or: npm run bench -- [optio
   --tool <name>           autocannon (default) or wrk (env BENCH_TOOL)
   --no-nginx              skip the nginx comparison even if nginx is installed
                           (env BENCH_NGINX_BUFFERING=on switches nginx to buffered proxying; default off = streaming)
-  --only <ids>            comma-separated scenario ids: get-c1,get-c64,download,upload,setup
+  --only <ids>            comma-separated scenario ids: get-c1,get-c64,download,upload,ws-echo,sse,setup,idle
   --setup-runs <n>        agent start-up samples (env BENCH_SETUP_RUNS, default 5)
   --repeat <n>            run every scenario n times, interleaved, and report the median run (env BENCH_REPEAT, default 1)
   --keep-tmp              keep the temp dir (logs, nginx.conf) and print its path
@@ -121,7 +132,7 @@ function parseArgs(argv, env) {
   if (o.durationS > 120) usageError('duration is capped at 120 s per scenario');
   if (o.warmupS > 30) usageError('warm-up is capped at 30 s');
   if (o.tool !== 'autocannon' && o.tool !== 'wrk') usageError(`--tool must be autocannon or wrk, not "${o.tool}"`);
-  const known = ['get-c1', 'get-c64', 'download', 'upload', 'setup'];
+  const known = ['get-c1', 'get-c64', 'download', 'upload', 'ws-echo', 'sse', 'setup', 'idle'];
   for (const id of o.only ?? []) if (!known.includes(id)) usageError(`--only: unknown scenario "${id}" (known: ${known.join(', ')})`);
   return o;
 }
@@ -206,6 +217,10 @@ function killAllSync() {
 }
 
 process.on('exit', killAllSync);
+// A reader that stops early (`node bench/run.js | head`) must not cut the clean-up short.
+process.stdout.on('error', (err) => {
+  if (err.code !== 'EPIPE') throw err;
+});
 
 let tmpDir;
 let keepTmp = false;
@@ -423,19 +438,13 @@ async function runLoad(opts, spec, procs) {
   return opts.tool === 'wrk' ? runWrk(opts, spec, procs) : runAutocannon(opts, spec, procs);
 }
 
-async function runAutocannon(opts, spec, procs) {
-  const workerSpec = {
-    url: `http://127.0.0.1:${spec.port}${spec.path}`,
-    connections: spec.connections,
-    durationS: opts.durationS,
-    warmupS: opts.warmupS,
-    method: spec.method,
-    headers: spec.host !== undefined ? { host: spec.host } : {},
-    bodyBytes: spec.bodyBytes ?? 0,
-    timeoutS: 10,
-  };
-  const child = startChild('autocannon', process.execPath, [AC_WORKER, JSON.stringify(workerSpec)]);
-  const limitMs = (opts.durationS + opts.warmupS) * 1000 + 30_000;
+/**
+ * Runs a measuring child process (node <script> <JSON spec>) that prints "MEASURE_START" when its
+ * measured window opens and one JSON line when it closes; the other processes' CPU is sampled at
+ * those two moments. Returns the parsed JSON line and the CPU table of the window.
+ */
+async function runMeasuringChild(name, script, workerSpec, procs, limitMs) {
+  const child = startChild(name, process.execPath, [script, JSON.stringify(workerSpec)]);
   let stdout = '';
   let stderr = '';
   let cpu0;
@@ -462,11 +471,26 @@ async function runAutocannon(opts, spec, procs) {
   children.delete(child);
   const line = stdout.split('\n').find((l) => l.startsWith('{'));
   if (info.code !== 0 || line === undefined) {
-    throw new Error(`autocannon worker failed (${describeExit(info)}): ${stderr.trim().slice(-2000) || stdout.trim().slice(-500)}`);
+    throw new Error(`${name} worker failed (${describeExit(info)}): ${stderr.trim().slice(-2000) || stdout.trim().slice(-500)}`);
   }
   const r = JSON.parse(line);
   const wallS = cpu0 !== undefined && cpu1 !== undefined ? (t1 - t0) / 1000 : r.durationS;
   const cpu = finishCpu(cpu0 !== undefined && cpu1 !== undefined ? cpuPercent(cpu0, cpu1, wallS) : {}, r.loadCpuS, r.durationS);
+  return { r, cpu };
+}
+
+async function runAutocannon(opts, spec, procs) {
+  const workerSpec = {
+    url: `http://127.0.0.1:${spec.port}${spec.path}`,
+    connections: spec.connections,
+    durationS: opts.durationS,
+    warmupS: opts.warmupS,
+    method: spec.method,
+    headers: spec.host !== undefined ? { host: spec.host } : {},
+    bodyBytes: spec.bodyBytes ?? 0,
+    timeoutS: 10,
+  };
+  const { r, cpu } = await runMeasuringChild('autocannon', AC_WORKER, workerSpec, procs, (opts.durationS + opts.warmupS) * 1000 + 30_000);
   return {
     tool: 'autocannon',
     durationS: r.durationS,
@@ -482,6 +506,29 @@ async function runAutocannon(opts, spec, procs) {
     cpuPercent: cpu,
     warmup: r.warmup,
   };
+}
+
+/** One WebSocket, one message in flight (bench/lib/ws-echo-worker.js). */
+async function runWsEcho(opts, spec, procs) {
+  const workerSpec = {
+    url: `ws://127.0.0.1:${spec.port}${spec.path}`,
+    host: spec.host,
+    durationS: opts.durationS,
+    warmupS: opts.warmupS,
+    messageBytes: WS_MESSAGE_BYTES,
+    timeoutS: 10,
+  };
+  const { r, cpu } = await runMeasuringChild('ws-echo', WS_WORKER, workerSpec, procs, (opts.durationS + opts.warmupS) * 1000 + 30_000);
+  delete r.loadCpuS;
+  return { ...r, cpuPercent: cpu };
+}
+
+/** One event stream, delay of each event (bench/lib/sse-worker.js). */
+async function runSse(opts, spec, procs) {
+  const workerSpec = { port: spec.port, host: spec.host, path: spec.path, durationS: opts.durationS, warmupS: opts.warmupS, timeoutS: 10 };
+  const { r, cpu } = await runMeasuringChild('sse', SSE_WORKER, workerSpec, procs, (opts.durationS + opts.warmupS) * 1000 + 30_000);
+  delete r.loadCpuS;
+  return { ...r, cpuPercent: cpu };
 }
 
 function wrkScript(file, spec) {
@@ -662,12 +709,12 @@ function extraRelayArgs() {
   return (process.env.BENCH_RELAY_ARGS ?? '').split(/\s+/).filter(Boolean);
 }
 
-async function startRelay() {
+async function startRelay({ name = 'relay', logName = 'relay.log' } = {}) {
   const port = await freePort();
-  const logFile = path.join(tmpDir, 'relay.log');
+  const logFile = path.join(tmpDir, logName);
   const fd = fs.openSync(logFile, 'a');
   const child = startChild(
-    'relay',
+    name,
     process.execPath,
     [RELAY_MAIN, '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', '--max-body-bytes', String(RELAY_MAX_BODY_BYTES), ...extraRelayArgs()],
     { stdio: ['ignore', fd, fd] },
@@ -686,15 +733,15 @@ async function startRelay() {
   return { child, port, url: `http://localhost:${port}`, log: new LogFollower(logFile), logFile };
 }
 
-async function startAgent(relay, appPort) {
-  const home = fs.mkdtempSync(path.join(tmpDir, 'agent-home-'));
-  const outFile = path.join(tmpDir, 'agent.out.jsonl');
-  const errFile = path.join(tmpDir, 'agent.err.log');
+async function startAgent(relay, appPort, { name = 'agent', fileBase = 'agent', checkTunnel = true } = {}) {
+  const home = fs.mkdtempSync(path.join(tmpDir, `${fileBase}-home-`));
+  const outFile = path.join(tmpDir, `${fileBase}.out.jsonl`);
+  const errFile = path.join(tmpDir, `${fileBase}.err.log`);
   const out = fs.openSync(outFile, 'a');
   const err = fs.openSync(errFile, 'a');
   // stdout to a file, not a pipe: the agent writes one JSON line per request, and a pipe the
   // harness must drain would put the harness's CPU into the measurement.
-  const child = startChild('agent', process.execPath, [AGENT_BIN, 'http', String(appPort), '--relay', relay.url, '--json'], {
+  const child = startChild(name, process.execPath, [AGENT_BIN, 'http', String(appPort), '--relay', relay.url, '--json'], {
     env: { BURROW_HOME: home },
     stdio: ['ignore', out, err],
   });
@@ -714,6 +761,7 @@ async function startAgent(relay, appPort) {
     { child, timeoutMs: 15_000, intervalMs: 20 },
   );
   const host = `${online.label}.localhost:${relay.port}`;
+  if (!checkTunnel) return { child, label: online.label, url: online.url, host, log, errFile };
   await waitFor(
     'tunnel answering',
     async () => {
@@ -755,6 +803,16 @@ http {
   }
   server {
     listen 127.0.0.1:${port};
+    # WebSocket (the ws-echo scenario): pass the upgrade on. Only here, so that plain HTTP keeps
+    # Connection "" and its keep-alive upstream connections.
+    location = /ws {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_set_header Host $http_host;
+      proxy_read_timeout 300s;
+    }
     location / {
       proxy_pass http://app;
       proxy_http_version 1.1;
@@ -799,6 +857,60 @@ async function startNginx(nginxPath, appPort) {
     throw new Error(`${err.message}\n${log.trim()}`);
   }
   return { child, port, dir, errorLog: new LogFollower(`${dir}/error.log`) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// One-shot checks of the WebSocket and SSE paths (before any load): "ok" or "FAILED: ...".
+
+function checkWsEcho(t) {
+  const WebSocket = require('ws');
+  return new Promise((resolve) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${t.port}/ws`, { perMessageDeflate: false, headers: t.host !== undefined ? { host: t.host } : {} });
+    const msg = Buffer.from('burrow bench echo check');
+    const done = (result) => {
+      clearTimeout(timer);
+      ws.removeAllListeners();
+      ws.on('error', () => {});
+      ws.terminate();
+      resolve(result);
+    };
+    const timer = setTimeout(() => done('FAILED: no echo within 10 s'), 10_000);
+    ws.on('open', () => ws.send(msg));
+    ws.on('message', (data) => done(Buffer.isBuffer(data) && data.equals(msg) ? 'ok' : `FAILED: echo was ${String(data).slice(0, 100)}`));
+    ws.on('unexpected-response', (_req, res) => done(`FAILED: handshake answered ${res.statusCode} (x-burrow-error ${res.headers['x-burrow-error'] ?? '-'})`));
+    ws.on('error', (err) => done(`FAILED: ${err.message}`));
+  });
+}
+
+function checkSse(t) {
+  return new Promise((resolve) => {
+    const headers = { accept: 'text/event-stream' };
+    if (t.host !== undefined) headers.host = t.host;
+    let req;
+    let settled = false;
+    const done = (result) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      req.destroy();
+      resolve(result);
+    };
+    const timer = setTimeout(() => done('FAILED: no two events within 10 s'), 10_000);
+    req = http.get({ host: '127.0.0.1', port: t.port, path: `/sse?ms=${SSE_INTERVAL_MS}`, headers, agent: false }, (res) => {
+      if (res.statusCode !== 200) {
+        done(`FAILED: status ${res.statusCode}, x-burrow-error ${res.headers['x-burrow-error'] ?? '-'}`);
+        return;
+      }
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => {
+        text += c;
+        if (/id: 2\ndata: [\d.]+\n\n/.test(text)) done('ok');
+      });
+      res.on('error', (err) => done(`FAILED: ${err.message}`));
+    });
+    req.on('error', (err) => done(`FAILED: ${err.message}`));
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -865,6 +977,189 @@ async function measureSetup(relay, appPort, runs) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Idle memory: relay RSS with thousands of registered, idle tunnels; one idle agent's RSS.
+
+/** A field of /proc/<pid>/status given in kB (VmRSS, VmHWM), in bytes; null if unreadable. */
+function procStatusBytes(pid, field) {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Collects a child's stdout as JSON lines; `next(pred, ms)` waits for a matching line. */
+function jsonLines(child, what) {
+  const lines = [];
+  const waiters = [];
+  let buf = '';
+  child.stdout.on('data', (c) => {
+    buf += c.toString('utf8');
+    let nl = buf.indexOf('\n');
+    while (nl >= 0) {
+      const text = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      let e;
+      try {
+        e = JSON.parse(text);
+      } catch {
+        e = { event: 'unparsable', text: text.slice(0, 300) };
+      }
+      lines.push(e);
+      for (const w of [...waiters]) w(e);
+      nl = buf.indexOf('\n');
+    }
+  });
+  const next = (pred, timeoutMs) =>
+    new Promise((resolve, reject) => {
+      const hit = lines.find(pred);
+      if (hit !== undefined) {
+        resolve(hit);
+        return;
+      }
+      const waiter = (e) => {
+        if (pred(e)) finish(undefined, e);
+      };
+      const finish = (err, e) => {
+        clearTimeout(timer);
+        waiters.splice(waiters.indexOf(waiter), 1);
+        if (err) reject(err);
+        else resolve(e);
+      };
+      const timer = setTimeout(() => finish(new Error(`${what}: nothing within ${timeoutMs} ms`)), timeoutMs);
+      waiters.push(waiter);
+      child.exitInfo.then((info) => {
+        if (waiters.includes(waiter)) finish(new Error(`${what} exited (${describeExit(info)})`));
+      });
+    });
+  return { lines, next };
+}
+
+async function relaySessions(relay) {
+  try {
+    const r = await request({ port: relay.port, path: '/healthz', host: `localhost:${relay.port}`, timeoutMs: 5000 });
+    return JSON.parse(r.body.toString()).sessions;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A fresh relay (no earlier load in its heap), its RSS after settling, then with IDLE_STEPS light
+ * tunnels (bench/lib/light-agents.js, at most LIGHT_AGENTS_PER_PROCESS per process), each after
+ * settling. Then one real agent process at rest, and a bare Node process for reference.
+ */
+async function measureIdle(appPort, mainRelay, log) {
+  const out = { steps: [], settleMs: IDLE_SETTLE_MS, lightAgentsPerProcess: LIGHT_AGENTS_PER_PROCESS };
+  const relay = await startRelay({ name: 'relay-idle', logName: 'relay-idle.log' });
+  const workers = [];
+  try {
+    await sleep(IDLE_SETTLE_MS);
+    out.relayBaseRssBytes = procStatusBytes(relay.child.pid, 'VmRSS');
+    out.relayBaseSessions = await relaySessions(relay);
+    let held = 0;
+    for (const target of IDLE_STEPS) {
+      const need = target - held;
+      const procsNeeded = Math.ceil(need / LIGHT_AGENTS_PER_PROCESS);
+      const spawned = [];
+      for (let i = 0; i < procsNeeded; i++) {
+        const count = Math.floor(need / procsNeeded) + (i < need % procsNeeded ? 1 : 0);
+        const spec = { port: relay.port, count, concurrency: 50, audience: relay.url, timeoutS: 20 };
+        const child = startChild('light-agents', process.execPath, [LIGHT_AGENTS, JSON.stringify(spec)], { stdio: ['pipe', 'pipe', 'pipe'] });
+        let stderr = '';
+        child.stderr.on('data', (c) => {
+          stderr += c;
+        });
+        const w = { child, count, out: jsonLines(child, 'light agents'), stderr: () => stderr };
+        workers.push(w);
+        spawned.push(w);
+      }
+      const t0 = performance.now();
+      const readies = await Promise.all(
+        spawned.map((w) =>
+          w.out
+            .next((e) => e.event === 'ready', 180_000)
+            .catch((err) => {
+              throw new Error(`${err.message}${w.stderr() ? `: ${w.stderr().trim().slice(-1000)}` : ''}`);
+            }),
+        ),
+      );
+      const openMs = performance.now() - t0;
+      held = target;
+      // Settle, sampling RSS on the way (in the JSON: whether it was still moving).
+      const rssSamples = [];
+      for (let waited = 0; waited < IDLE_SETTLE_MS; waited += 500) {
+        await sleep(500);
+        rssSamples.push(procStatusBytes(relay.child.pid, 'VmRSS'));
+      }
+      const rss = rssSamples[rssSamples.length - 1];
+      const sessions = await relaySessions(relay);
+      let open = 0;
+      let failed = 0;
+      let closed = 0;
+      const errors = {};
+      const closedSamples = [];
+      for (const w of workers) {
+        const ready = w.out.lines.find((e) => e.event === 'ready');
+        open += ready?.open ?? 0;
+        failed += ready?.failed ?? 0;
+        for (const [k, v] of Object.entries(ready?.errors ?? {})) errors[k] = (errors[k] ?? 0) + v;
+        const closedLines = w.out.lines.filter((e) => e.event === 'closed');
+        closed += closedLines.length;
+        closedSamples.push(...closedLines.slice(0, 5 - closedSamples.length));
+      }
+      // The relay's own count is the truth; the workers' count is the fallback.
+      const live = typeof sessions === 'number' ? sessions : open - closed;
+      const step = {
+        tunnels: target,
+        registered: live,
+        openedByWorkers: open,
+        failed,
+        closedAfterReady: closed,
+        ...(closedSamples.length > 0 ? { closedSamples } : {}),
+        errors,
+        relaySessions: sessions,
+        relayRssBytes: rss,
+        relayRssSamplesBytes: rssSamples,
+        bytesPerTunnel: rss !== null && out.relayBaseRssBytes !== null && live > 0 ? (rss - out.relayBaseRssBytes) / live : null,
+        openMs: Math.round(openMs),
+        workerOpenMs: readies.map((r) => r.ms),
+      };
+      out.steps.push(step);
+      log(
+        `  ${live.toLocaleString('en-US')} tunnels (relay says ${sessions}), opened in ${(openMs / 1000).toFixed(1)} s: relay RSS ${fmtNum(rss / 1048576, 1)} MiB, ${fmtNum(step.bytesPerTunnel, 0)} B/tunnel${failed + closed > 0 ? `, ${failed} failed, ${closed} closed ${JSON.stringify(errors)}` : ''}`,
+      );
+    }
+    out.relayHwmBytes = procStatusBytes(relay.child.pid, 'VmHWM');
+  } finally {
+    for (const w of workers) await stopChild(w.child, 'SIGTERM', 3000);
+  }
+  const relayLines = relay.log.take();
+  if (relayLines.length > 0) out.relayLog = summarizeRelayLines(relayLines);
+  await stopChild(relay.child, 'SIGTERM', 5000);
+
+  // One real agent process: online, then idle.
+  const agent = await startAgent(mainRelay, appPort, { name: 'agent-idle', fileBase: 'agent-idle', checkTunnel: false });
+  try {
+    await sleep(IDLE_SETTLE_MS);
+    out.agentRssBytes = procStatusBytes(agent.child.pid, 'VmRSS');
+    out.agentHwmBytes = procStatusBytes(agent.child.pid, 'VmHWM');
+  } finally {
+    await stopChild(agent.child, 'SIGTERM', 3000);
+  }
+  // Reference: a Node process that does nothing.
+  const bare = startChild('baseline', process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)'], { stdio: ['ignore', 'ignore', 'ignore'] });
+  try {
+    await sleep(IDLE_SETTLE_MS);
+    out.bareNodeRssBytes = procStatusBytes(bare.pid, 'VmRSS');
+  } finally {
+    await stopChild(bare, 'SIGTERM', 3000);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Output
 
 const SCENARIOS = [
@@ -872,7 +1167,11 @@ const SCENARIOS = [
   { id: 'get-c64', title: 'GET small, 64 conns', path: '/', connections: 64, metric: 'rps' },
   { id: 'download', title: 'GET 1 MiB, 8 conns', path: `/bytes?n=${DOWNLOAD_BYTES}`, connections: 8, metric: 'MBps' },
   { id: 'upload', title: 'POST 400 KiB, 8 conns', path: '/upload', method: 'POST', bodyBytes: UPLOAD_BYTES, connections: 8, metric: 'rps' },
+  { id: 'ws-echo', kind: 'ws', title: `WS echo ${WS_MESSAGE_BYTES} B, 1 conn`, path: '/ws', connections: 1, metric: 'msgps' },
+  { id: 'sse', kind: 'sse', title: `SSE every ${SSE_INTERVAL_MS} ms, 1 conn`, path: `/sse?ms=${SSE_INTERVAL_MS}`, connections: 1, metric: 'delay' },
 ];
+
+const UNITS = { rps: 'req/s', MBps: 'MB/s', msgps: 'msg/s', delay: 'ms delay' };
 
 function fmtNum(n, digits) {
   if (n === null || n === undefined || Number.isNaN(n)) return '-';
@@ -887,8 +1186,11 @@ function printTable(headers, rows, align) {
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
+/** The figure a run is ranked by (median of --repeat rounds) and compared to direct with. */
 function value(result, metric) {
-  return metric === 'MBps' ? result.bytesPerS / 1e6 : result.rps;
+  if (metric === 'MBps') return result.bytesPerS / 1e6;
+  if (metric === 'delay') return result.latencyMs.p50;
+  return result.rps;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -908,7 +1210,7 @@ async function main() {
 
   // Hard bound on the whole run, whatever hangs.
   const perRunS = opts.durationS + opts.warmupS + (opts.tool === 'wrk' ? 2 : 1);
-  const budgetS = Math.ceil(opts.repeat * scenarios.length * 3 * perRunS * 1.5 + opts.setupRuns * 15 + 90);
+  const budgetS = Math.ceil(opts.repeat * scenarios.length * 3 * perRunS * 1.5 + (wanted('setup') ? opts.setupRuns * 15 : 0) + (wanted('idle') ? 420 : 0) + 90);
   const budget = setTimeout(() => {
     process.stderr.write(`bench: overall time limit of ${budgetS} s exceeded; stopping everything\n`);
     killAllSync();
@@ -976,6 +1278,8 @@ async function main() {
     await check('GET /', { path: '/' }, (r) => r.status === 200 && r.body.toString() === 'ok');
     await check('GET 1 MiB', { path: `/bytes?n=${DOWNLOAD_BYTES}` }, (r) => r.status === 200 && r.body.length === DOWNLOAD_BYTES);
     await check('POST 400 KiB', { path: '/upload', method: 'POST', body: uploadBody }, (r) => r.status === 200 && r.body.toString() === `ok ${UPLOAD_BYTES}`);
+    if (wanted('ws-echo')) sanity[`${t.id} WebSocket echo`] = await checkWsEcho(t);
+    if (wanted('sse')) sanity[`${t.id} SSE`] = await checkSse(t);
   }
   for (const [k, v] of Object.entries(sanity)) if (v !== 'ok') log(`sanity check ${k}: ${v}`);
   agent.log.take();
@@ -992,7 +1296,7 @@ async function main() {
         const spec = { port: t.port, host: t.host, path: sc.path, method: sc.method, bodyBytes: sc.bodyBytes, connections: sc.connections };
         let r;
         try {
-          r = await runLoad(opts, spec, procs);
+          r = sc.kind === 'ws' ? await runWsEcho(opts, spec, procs) : sc.kind === 'sse' ? await runSse(opts, spec, procs) : await runLoad(opts, spec, procs);
         } catch (err) {
           if (shuttingDown) await new Promise(() => {}); // the signal handler exits the process
           r = { failed: err.message };
@@ -1015,14 +1319,17 @@ async function main() {
         }
         if (!r.failed) {
           const bad = r.non2xx + r.errors;
-          log(
-            `  ${fmtNum(value(r, sc.metric))} ${sc.metric === 'MBps' ? 'MB/s' : 'req/s'}, p50 ${fmtNum(r.latencyMs.p50, 2)} ms, p99 ${fmtNum(r.latencyMs.p99, 2)} ms` +
-              `${bad > 0 ? `, ${r.non2xx} non-2xx ${JSON.stringify(r.statusCodes)}, ${r.errors} errors ${JSON.stringify(r.errorCodes)}` : ''}`,
-          );
+          const head =
+            sc.metric === 'delay'
+              ? `${r.ok} events, delay p50 ${fmtNum(r.latencyMs.p50, 2)} ms, p99 ${fmtNum(r.latencyMs.p99, 2)} ms${r.lostEvents > 0 ? `, ${r.lostEvents} lost` : ''}`
+              : `${fmtNum(value(r, sc.metric))} ${UNITS[sc.metric]}, p50 ${fmtNum(r.latencyMs.p50, 2)} ms, p99 ${fmtNum(r.latencyMs.p99, 2)} ms`;
+          const badText =
+            sc.kind === undefined ? `, ${r.non2xx} non-2xx ${JSON.stringify(r.statusCodes)}` : sc.kind === 'ws' ? `, ${r.non2xx} wrong echoes` : '';
+          log(`  ${head}${bad > 0 ? `${badText}, ${r.errors} errors ${JSON.stringify(r.errorCodes)}${r.endedBy ? ` (${r.endedBy})` : ''}` : ''}`);
         }
         if (!r.failed) {
           entry.value = value(r, sc.metric);
-          entry.unit = sc.metric === 'MBps' ? 'MB/s' : 'req/s';
+          entry.unit = UNITS[sc.metric];
         }
         runs.push(entry);
         await sleep(300);
@@ -1046,7 +1353,11 @@ async function main() {
     const d = results.find((x) => x.scenario === e.scenario && x.target === 'direct');
     if (e.failed || d === undefined || d.failed) continue;
     const dv = d.value;
-    e.ratioToDirect = dv > 0 ? e.value / dv : null;
+    if (e.metric === 'delay') {
+      // A delay is not a rate: the comparison is the delay added on top of direct.
+      e.p50AddedMs = e.latencyMs.p50 - d.latencyMs.p50;
+      e.p99AddedMs = e.latencyMs.p99 - d.latencyMs.p99;
+    } else e.ratioToDirect = dv > 0 ? e.value / dv : null;
     e.p50RatioToDirect = d.latencyMs.p50 ? e.latencyMs.p50 / d.latencyMs.p50 : null;
     e.p99RatioToDirect = d.latencyMs.p99 ? e.latencyMs.p99 / d.latencyMs.p99 : null;
   }
@@ -1072,6 +1383,23 @@ async function main() {
     if (setupRelayLines.length > 0) setup.relayLog = summarizeRelayLines(setupRelayLines);
   }
 
+  let idle;
+  if (wanted('idle')) {
+    // What the long-running processes hold after the load above (leaks show up here), then the
+    // idle figures on a fresh relay.
+    const afterLoad = { relayRssBytes: procStatusBytes(relay.child.pid, 'VmRSS'), agentRssBytes: procStatusBytes(agent.child.pid, 'VmRSS') };
+    log(`idle: fresh relay, then ${IDLE_STEPS.map((n) => n.toLocaleString('en-US')).join(' and ')} light tunnels; then one idle agent...`);
+    try {
+      idle = { ...(await measureIdle(app.port, relay, log)), mainProcessesAfterLoad: afterLoad };
+    } catch (err) {
+      if (shuttingDown) await new Promise(() => {});
+      idle = { failed: err.message, mainProcessesAfterLoad: afterLoad };
+      log(`  FAILED: ${err.message}`);
+    }
+    const idleMainRelayLines = relay.log.take();
+    if (idleMainRelayLines.length > 0) idle.mainRelayLog = summarizeRelayLines(idleMainRelayLines);
+  }
+
   // ---- the table
   const rows = [];
   for (const e of results) {
@@ -1079,17 +1407,21 @@ async function main() {
       rows.push([e.title, e.target, 'FAILED', '', '', '', '', '', '', '']);
       continue;
     }
+    let vsDirect;
+    if (e.metric === 'delay')
+      vsDirect = e.target === 'direct' ? '-' : e.p50AddedMs === undefined ? '-' : `${e.p50AddedMs >= 0 ? '+' : ''}${e.p50AddedMs.toFixed(2)} ms`;
+    else vsDirect = e.target === 'direct' ? '1.00x' : e.ratioToDirect === null || e.ratioToDirect === undefined ? '-' : `${e.ratioToDirect.toFixed(2)}x`;
     rows.push([
       e.title,
       e.target,
-      fmtNum(e.value),
+      e.metric === 'delay' ? '' : fmtNum(e.value),
       e.unit,
       fmtNum(e.latencyMs.p50, 2),
       fmtNum(e.latencyMs.p99, 2),
-      e.target === 'direct' ? '1.00x' : e.ratioToDirect === null || e.ratioToDirect === undefined ? '-' : `${e.ratioToDirect.toFixed(2)}x`,
+      vsDirect,
       String(e.ok),
       String(e.non2xx),
-      String(e.errors),
+      String(e.errors + (e.lostEvents ?? 0)),
     ]);
   }
   if (setup) {
@@ -1109,10 +1441,32 @@ async function main() {
     rows.push(['(ref) node -e ""', 'process', fmtNum(setup.medianNodeStartupMs, 0), 'ms', '', '', '', '', '', '']);
     rows.push(['(ref) burrow --version', 'process', fmtNum(setup.medianAgentVersionMs, 0), 'ms', '', '', '', '', '', '']);
   }
+  if (idle) {
+    const mib = (b) => (typeof b === 'number' ? fmtNum(b / 1048576, 1) : '-');
+    if (idle.failed) rows.push(['idle: relay memory per tunnel', 'relay', 'FAILED', '', '', '', '', '', '', '']);
+    for (const st of idle.steps ?? []) {
+      rows.push([
+        `idle: relay, ${st.tunnels.toLocaleString('en-US')} tunnels`,
+        'relay',
+        fmtNum(st.bytesPerTunnel, 0),
+        'B/tunnel',
+        '',
+        '',
+        '',
+        String(st.registered),
+        '',
+        String(st.failed + st.closedAfterReady),
+      ]);
+    }
+    if (idle.relayBaseRssBytes !== undefined)
+      rows.push(['(ref) idle relay, 0 tunnels', 'relay', mib(idle.relayBaseRssBytes), 'MiB RSS', '', '', '', '', '', '']);
+    if (idle.agentRssBytes !== undefined) rows.push(['idle: one agent, online', 'agent', mib(idle.agentRssBytes), 'MiB RSS', '', '', '', '', '', '']);
+    if (idle.bareNodeRssBytes !== undefined) rows.push(['(ref) idle node process', 'process', mib(idle.bareNodeRssBytes), 'MiB RSS', '', '', '', '', '', '']);
+  }
   process.stdout.write(
     `\nburrow bench: ${opts.tool}, ${opts.durationS} s per run after ${opts.warmupS} s warm-up, ${os.cpus().length} CPUs, node ${process.version}${nginx ? '' : ', no nginx'}\n\n`,
   );
-  printTable(['scenario', 'target', 'rate', 'unit', 'p50 ms', 'p99 ms', 'vs direct', '2xx', 'non-2xx', 'errors'], rows, [
+  printTable(['scenario', 'target', 'rate', 'unit', 'p50 ms', 'p99 ms', 'vs direct', 'ok', 'non-2xx', 'errors'], rows, [
     'l',
     'l',
     'r',
@@ -1156,8 +1510,16 @@ async function main() {
     const where = `${e.scenario} -> ${e.target}${opts.repeat > 1 ? ` (round ${e.round})` : ''}`;
     if (e.failed) problems.push(`${where}: run failed: ${e.failed.split('\n')[0]}`);
     else {
-      if (e.non2xx > 0) problems.push(`${where}: ${e.non2xx} non-2xx responses ${JSON.stringify(e.statusCodes)}`);
-      if (e.errors > 0) problems.push(`${where}: ${e.errors} errors (${e.timeouts} timeouts) ${JSON.stringify(e.errorCodes)}`);
+      if (e.non2xx > 0 && e.metric === 'msgps') problems.push(`${where}: ${e.non2xx} echoes did not match the message sent`);
+      else if (e.non2xx > 0) problems.push(`${where}: ${e.non2xx} non-2xx responses ${JSON.stringify(e.statusCodes)}`);
+      if (e.errors > 0)
+        problems.push(`${where}: ${e.errors} errors (${e.timeouts} timeouts) ${JSON.stringify(e.errorCodes)}${e.endedBy ? `; ended by: ${e.endedBy}` : ''}`);
+      if (e.lostEvents > 0) problems.push(`${where}: ${e.lostEvents} events missing from the stream (gaps in their ids)`);
+      if (e.malformedEvents > 0) problems.push(`${where}: ${e.malformedEvents} malformed events`);
+      if (e.metric === 'delay' && e.latencyMs.min !== null && e.latencyMs.min < -0.5)
+        problems.push(
+          `${where}: an event was read ${fmtNum(-e.latencyMs.min, 2)} ms before it was written: the two processes' clocks disagree; delays are off by about that much`,
+        );
       const w = e.warmup;
       if (w && w.non2xx + w.errors > 0) problems.push(`${where} (warm-up): ${w.non2xx} non-2xx, ${w.errors} errors ${JSON.stringify(w.errorCodes)}`);
     }
@@ -1185,6 +1547,19 @@ async function main() {
   if (setup && setup.firstAttemptFailures > 0)
     problems.push(`setup: ${setup.firstAttemptFailures}/${setup.runs} agents did not answer 200 on the first request after "online"`);
   if (setup?.relayLog) problems.push(`setup: relay logged ${JSON.stringify(setup.relayLog.byMessage).slice(0, 300)}`);
+  if (idle?.failed) problems.push(`idle: failed: ${idle.failed.split('\n')[0]}`);
+  for (const st of idle?.steps ?? []) {
+    const where = `idle ${st.tunnels} tunnels`;
+    if (st.failed > 0) problems.push(`${where}: ${st.failed} light tunnels failed to register ${JSON.stringify(st.errors)}`);
+    if (st.closedAfterReady > 0)
+      problems.push(
+        `${where}: ${st.closedAfterReady} registered tunnels were closed by the relay while idle (first: ${JSON.stringify(st.closedSamples?.[0] ?? {})})`,
+      );
+    if (st.relaySessions !== st.tunnels) problems.push(`${where}: the relay reports ${st.relaySessions} sessions, expected ${st.tunnels}`);
+  }
+  if (idle?.relayLog) problems.push(`idle: the idle relay logged ${idle.relayLog.lines} line(s): ${JSON.stringify(idle.relayLog.byMessage).slice(0, 300)}`);
+  if (idle?.mainRelayLog)
+    problems.push(`idle: the relay logged ${idle.mainRelayLog.lines} line(s): ${JSON.stringify(idle.mainRelayLog.byMessage).slice(0, 300)}`);
   process.stdout.write(problems.length > 0 ? `\nProblems:\n${problems.map((p) => `  - ${p}`).join('\n')}\n` : '\nNo errors or non-2xx responses.\n');
   if (notes.length > 0) process.stdout.write(`\nNotes:\n${notes.map((p) => `  - ${p}`).join('\n')}\n`);
 
@@ -1236,6 +1611,9 @@ async function main() {
       relayArgs: ['--host', '127.0.0.1', '--log-level', 'warn', '--max-body-bytes', String(RELAY_MAX_BODY_BYTES), ...extraRelayArgs()],
       downloadBytes: DOWNLOAD_BYTES,
       uploadBytes: UPLOAD_BYTES,
+      wsMessageBytes: WS_MESSAGE_BYTES,
+      sseIntervalMs: SSE_INTERVAL_MS,
+      idleSteps: IDLE_STEPS,
       tunnelHost: agent.host,
       nginxConf: nginx ? fs.readFileSync(path.join(nginx.dir, 'nginx.conf'), 'utf8') : undefined,
       nginxError,
@@ -1244,6 +1622,7 @@ async function main() {
     results,
     ...(opts.repeat > 1 ? { allRuns: runs } : {}),
     setup,
+    idle,
     problems,
     notes,
   };

@@ -1,6 +1,7 @@
 /** @burrow/protocol: the wire format, registration and naming. Pure. */
 export * from './constants';
 export * from './control';
+export * from './ed25519';
 export * from './errors';
 export * from './frameCodec';
 export * from './frameTypes';

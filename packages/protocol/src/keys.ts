@@ -2,7 +2,7 @@
  * Ed25519 keys as JWK (RFC 8037 OKP). The caller supplies random seeds; nothing here reads
  * a clock, a file or the system RNG.
  */
-import nacl from 'tweetnacl';
+import { ED25519_SEED_BYTES, publicKeyFromSeed } from './ed25519';
 import { BurrowError } from './errors';
 import { base64url, fromBase64url } from './naming';
 
@@ -17,13 +17,17 @@ export interface Ed25519Jwk {
 
 export interface KeyPair {
   readonly publicKey: Uint8Array;
-  /** tweetnacl form: seed followed by public key, 64 bytes. */
+  /** Seed followed by public key, 64 bytes (the tweetnacl layout). */
   readonly secretKey: Uint8Array;
 }
 
 export function keyPairFromSeed(seed: Uint8Array): KeyPair {
-  if (seed.length !== nacl.sign.seedLength) throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'ed25519 seed must be 32 bytes');
-  return nacl.sign.keyPair.fromSeed(seed);
+  if (seed.length !== ED25519_SEED_BYTES) throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'ed25519 seed must be 32 bytes');
+  const publicKey = publicKeyFromSeed(seed);
+  const secretKey = new Uint8Array(64);
+  secretKey.set(seed, 0);
+  secretKey.set(publicKey, 32);
+  return { publicKey, secretKey };
 }
 
 export function keyPairToJwk(kp: KeyPair): Ed25519Jwk {

@@ -3,44 +3,14 @@
  * a ttl and the relay it meant to reach) with its ed25519 key; the relay verifies every part
  * before any traffic. Pure: callers pass the clock and the nonce state in.
  */
-import { createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
-import nacl from 'tweetnacl';
 import { PROTOCOL_VERSION, REGISTRATION_TTL_MS } from './constants';
 import type { RegisterPayload } from './control';
+import { ED25519_PUBLIC_KEY_BYTES, publicKeyFromSeed, signDetached, verifyDetached } from './ed25519';
 import { BurrowError } from './errors';
 import { base64url, fromBase64url, labelFor, normalizeSubdomain, urlAuthority, validateSessionName } from './naming';
 
 /** Clock difference tolerated between agent and relay. */
 export const MAX_CLOCK_SKEW_MS = 30_000;
-
-// DER wrappers that turn raw Ed25519 keys into key objects for Node's native (OpenSSL) Ed25519:
-// signatures are identical to tweetnacl's (RFC 8032 is deterministic) and verifying is ~90x faster,
-// which matters when thousands of agents re-register after a relay restart.
-const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
-const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
-
-function publicKeyObject(publicKey: Uint8Array): KeyObject {
-  return createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, publicKey]), format: 'der', type: 'spki' });
-}
-
-function privateKeyObject(secretKey: Uint8Array): KeyObject {
-  return createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, secretKey.subarray(0, 32)]), format: 'der', type: 'pkcs8' });
-}
-
-/** Detached Ed25519 signature (tweetnacl-compatible 64-byte secret key in). */
-export function signDetached(message: Uint8Array, secretKey: Uint8Array): Buffer {
-  return sign(null, message, privateKeyObject(secretKey));
-}
-
-/** Verifies a detached Ed25519 signature; false for any malformed input. */
-export function verifyDetached(message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array): boolean {
-  if (publicKey.length !== nacl.sign.publicKeyLength || signature.length !== nacl.sign.signatureLength) return false;
-  try {
-    return verify(null, message, publicKeyObject(publicKey), signature);
-  } catch {
-    return false;
-  }
-}
 
 export interface RegistrationClaims {
   readonly v: number;
@@ -58,7 +28,7 @@ export interface RegistrationClaims {
 }
 
 export interface SignRegistrationInput {
-  /** tweetnacl 64-byte secret key. */
+  /** 64-byte secret key (seed followed by public key). */
   readonly secretKey: Uint8Array;
   readonly nonce: string;
   readonly audience: string;
@@ -69,10 +39,9 @@ export interface SignRegistrationInput {
 }
 
 export function signRegistration(input: SignRegistrationInput): RegisterPayload {
-  const kp = nacl.sign.keyPair.fromSecretKey(input.secretKey);
   const claims: RegistrationClaims = {
     v: PROTOCOL_VERSION,
-    pub: base64url(kp.publicKey),
+    pub: base64url(input.secretKey.length === 64 ? input.secretKey.subarray(32) : publicKeyFromSeed(input.secretKey)),
     nonce: input.nonce,
     iat: input.nowMs,
     ttl: input.ttlMs ?? REGISTRATION_TTL_MS,
@@ -128,7 +97,7 @@ export function verifyRegistration(payload: RegisterPayload, input: VerifyRegist
   if (session !== undefined && typeof session !== 'string') throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'session must be a string');
   if (subdomain !== undefined && typeof subdomain !== 'string') throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'subdomain must be a string');
   const publicKey = b64(pub);
-  if (publicKey.length !== nacl.sign.publicKeyLength) throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'public key must be 32 bytes');
+  if (publicKey.length !== ED25519_PUBLIC_KEY_BYTES) throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'public key must be 32 bytes');
   if (!verifyDetached(bytes, sig, publicKey)) {
     throw new BurrowError('BURROW_ERR_BAD_SIGNATURE', 'registration signature does not match its public key');
   }

@@ -73,3 +73,16 @@ describe('keys', () => {
     expect(codeOf(() => keyPairFromSeed(Buffer.alloc(64)))).toBe('BURROW_ERR_BAD_REGISTRATION');
   });
 });
+
+describe('native key derivation matches tweetnacl', () => {
+  test('keyPairFromSeed gives the same public and secret keys as tweetnacl for many seeds', () => {
+    for (let i = 0; i < 20; i++) {
+      const seed = Buffer.alloc(32, i * 7 + 1);
+      seed[0] = i;
+      const ours = keyPairFromSeed(seed);
+      const theirs = nacl.sign.keyPair.fromSeed(seed);
+      expect(Buffer.from(ours.publicKey).equals(Buffer.from(theirs.publicKey))).toBe(true);
+      expect(Buffer.from(ours.secretKey).equals(Buffer.from(theirs.secretKey))).toBe(true);
+    }
+  });
+});
