@@ -31,9 +31,10 @@ export interface LocalForwardContext {
   readonly onRequest: (event: RequestEvent) => void;
 }
 
-function rewriteHost(headers: readonly string[], ctx: LocalForwardContext): string[] {
+function rewriteHost(headers: readonly string[], ctx: LocalForwardContext): readonly string[] {
+  // The common case costs nothing per request: the decoded list is ours to hand on.
+  if (ctx.hostHeader === 'preserve') return headers;
   const out = headers.slice();
-  if (ctx.hostHeader === 'preserve') return out;
   const value =
     ctx.hostHeader === 'rewrite'
       ? `${ctx.target.hostname.includes(':') ? `[${ctx.target.hostname}]` : ctx.target.hostname}:${ctx.target.port}`
@@ -42,6 +43,25 @@ function rewriteHost(headers: readonly string[], ctx: LocalForwardContext): stri
     if ((out[i] as string).toLowerCase() === 'host') out[i + 1] = value;
   }
   return out;
+}
+
+function reportRequest(
+  ctx: LocalForwardContext,
+  head: RequestHead,
+  started: number,
+  status: number,
+  websocket: boolean,
+  error?: string,
+  detail?: string,
+): void {
+  ctx.onRequest({
+    method: head.method,
+    path: head.target,
+    status,
+    durationMs: performance.now() - started,
+    websocket,
+    ...(error !== undefined ? { error, detail } : {}),
+  });
 }
 
 function request(ctx: LocalForwardContext, head: RequestHead): ClientRequest {
@@ -77,14 +97,7 @@ export function forwardHttp(stream: MuxStream, head: RequestHead, fin: boolean, 
   const report = (error?: string, detail?: string): void => {
     if (done) return;
     done = true;
-    ctx.onRequest({
-      method: head.method,
-      path: head.target,
-      status,
-      durationMs: performance.now() - started,
-      websocket: false,
-      ...(error !== undefined ? { error, detail } : {}),
-    });
+    reportRequest(ctx, head, started, status, false, error, detail);
   };
   req.on('drain', () => {
     if (owed > 0) {
@@ -165,16 +178,7 @@ export function forwardUpgrade(stream: MuxStream, head: RequestHead, ctx: LocalF
   const started = performance.now();
   const req = request(ctx, head);
   let settled = false;
-  const report = (status: number, error?: string, detail?: string): void => {
-    ctx.onRequest({
-      method: head.method,
-      path: head.target,
-      status,
-      durationMs: performance.now() - started,
-      websocket: true,
-      ...(error !== undefined ? { error, detail } : {}),
-    });
-  };
+  const report = (status: number, error?: string, detail?: string): void => reportRequest(ctx, head, started, status, true, error, detail);
   stream.handler = {
     onData() {
       // The relay sends nothing before the handshake is answered.

@@ -55,6 +55,7 @@ export class AgentSession {
   private readonly byIngress = new Map<string, Map<number, number>>();
   private nextStreamId = 1;
   private registrationTimer: NodeJS.Timeout | undefined;
+  private holderRef: Holder | undefined;
   /** When the outstanding ping was sent, if one is. */
   private pingSentMs: number | undefined;
   private readonly log: FastifyBaseLogger;
@@ -85,8 +86,10 @@ export class AgentSession {
     return this.state === 'active';
   }
 
+  /** Where this session lives, for the registry and for requests on this node (set at registration). */
   holder(): Holder {
-    return { nodeId: this.ctx.nodeId, sessionId: this.id, keyId: this.keyId };
+    this.holderRef ??= { nodeId: this.ctx.nodeId, sessionId: this.id, keyId: this.keyId };
+    return this.holderRef;
   }
 
   start(): void {
