@@ -108,8 +108,7 @@ describe('agent', () => {
     await waitFor(() => arrived, 3000, 'request at the app');
     const started = Date.now();
     // Drop the agent's socket without a goodbye.
-    const ws = (tunnel.agent as unknown as { ws: { terminate(): void } }).ws;
-    ws.terminate();
+    tunnel.agent.dropConnection();
     const r = await pending;
     expect(r.status).toBe(502);
     expect(r.headers['x-burrow-error']).toBe('BURROW_ERR_AGENT_DISCONNECTED');

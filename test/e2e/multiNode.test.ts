@@ -82,7 +82,7 @@ describe('two relay nodes joined by a bus', () => {
     const pending = request(b.port, host, { path: '/hang', headers: { 'x-wait': '1' } });
     await waitFor(() => arrived, 3000, 'request at the app');
     // The 504 above ends at 300 ms; this one must end sooner than that, because the agent goes.
-    (tunnel.agent as unknown as { ws: { terminate(): void } }).ws.terminate();
+    tunnel.agent.dropConnection();
     const dropped = await pending;
     expect(dropped.headers['x-burrow-error']).toBe('BURROW_ERR_AGENT_DISCONNECTED');
     expect(dropped.status).toBe(502);

@@ -34,8 +34,11 @@ export const AGENT_CONNECT_PATH = '/_burrow/connect';
 const MAX_RELAY_MESSAGE_BYTES = 1024 * 1024 + 64 * 1024;
 
 export interface AgentOptions {
-  /** Relay base URL: http(s)://host[:port] (ws/wss accepted). */
-  readonly relay: string;
+  /**
+   * Relay base URL: http(s)://host[:port] (ws/wss accepted). Several (an array, or
+   * comma-separated) are tried in turn: a reconnect moves on to the next one.
+   */
+  readonly relay: string | readonly string[];
   readonly target: LocalTarget;
   readonly keyPair: KeyPair;
   readonly subdomain?: string;
@@ -57,6 +60,8 @@ export interface OnlineEvent {
   readonly sessionId: string;
   /** True after a reconnect. */
   readonly reconnected: boolean;
+  /** The relay URL this session is connected through. */
+  readonly relay: string;
 }
 
 export interface ReconnectingEvent {
@@ -87,6 +92,13 @@ export interface AgentEvents {
   closed: [];
 }
 
+/** The relay URLs of an option value: a list, or one string with commas. */
+export function relayList(relay: string | readonly string[]): string[] {
+  const list = (typeof relay === 'string' ? relay.split(',') : [...relay]).map((r) => r.trim()).filter((r) => r !== '');
+  if (list.length === 0) throw new BurrowError('BURROW_ERR_BAD_REQUEST', 'no relay URL given');
+  return list;
+}
+
 export function connectUrl(relay: string): string {
   const u = new URL(relay);
   if (u.protocol === 'http:') u.protocol = 'ws:';
@@ -104,32 +116,65 @@ const zeroMask = (mask: Buffer): void => {
   mask.fill(0);
 };
 
+/**
+ * One WebSocket to a relay and the streams it carries. An agent has one current connection; a
+ * connection whose relay drains (GOAWAY) keeps serving its streams in flight while the agent
+ * registers anew elsewhere, then closes.
+ */
+class Connection {
+  readonly ws: WebSocket;
+  readonly batcher: FrameBatcher;
+  mux: Mux | undefined;
+  lastReceivedMs = Date.now();
+  closeReason = '';
+  fatalError: BurrowError | undefined;
+  registered = false;
+  /** Its relay sent GOAWAY: no longer current; closes once its relay does. */
+  draining = false;
+  effectiveDeadAfterMs: number;
+  watchdog: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly relay: string,
+    deadAfterMs: number,
+  ) {
+    this.effectiveDeadAfterMs = deadAfterMs;
+    this.ws = new WebSocket(connectUrl(relay), {
+      perMessageDeflate: false,
+      maxPayload: MAX_RELAY_MESSAGE_BYTES,
+      generateMask: zeroMask,
+      handshakeTimeout: Math.max(1000, deadAfterMs),
+    });
+    const ws = this.ws;
+    this.batcher = new FrameBatcher((batch) => {
+      if (ws.readyState === WebSocket.OPEN) ws.send(batch, { binary: true });
+    });
+  }
+}
+
 export class Agent extends EventEmitter<AgentEvents> {
   readonly label: string;
-  private ws: WebSocket | undefined;
-  private batcher: FrameBatcher | undefined;
-  private mux: Mux | undefined;
-  private lastReceivedMs = 0;
+  /** The connection new streams arrive on (or the one being established). */
+  private conn: Connection | undefined;
+  /** Connections whose relay drains, finishing their streams. */
+  private readonly drainingConns = new Set<Connection>();
   private attempt = 0;
   private everOnline = false;
   private stopping = false;
   private stopped = false;
-  private fatalError: BurrowError | undefined;
-  private closeReason = '';
-  private watchdog: NodeJS.Timeout | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private readonly local: LocalForwardContext;
   private readonly deadAfterMs: number;
-  private effectiveDeadAfterMs: number;
-  private readonly url: string;
+  private readonly relays: string[];
+  private relayIndex = 0;
   private closedPromise: Promise<void> | undefined;
 
   constructor(private readonly options: AgentOptions) {
     super();
     this.label = labelFor(options.keyPair.publicKey, options.session);
-    this.url = connectUrl(options.relay);
+    this.relays = relayList(options.relay);
+    for (const r of this.relays) connectUrl(r); // validate them all now
     this.deadAfterMs = options.deadAfterMs ?? 20_000;
-    this.effectiveDeadAfterMs = this.deadAfterMs;
     const agentOptions = { keepAlive: true, maxFreeSockets: 256, scheduling: 'lifo' as const };
     this.local = {
       target: options.target,
@@ -144,81 +189,71 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Starts connecting; returns at once. Listen for 'online', 'fatal', 'reconnecting'. */
   start(): void {
-    if (this.ws !== undefined || this.stopping) return;
+    if (this.conn !== undefined || this.stopping) return;
     this.dial();
   }
 
   private dial(): void {
     this.reconnectTimer = undefined;
     if (this.stopping) return;
-    this.closeReason = '';
-    const ws = new WebSocket(this.url, {
-      perMessageDeflate: false,
-      maxPayload: MAX_RELAY_MESSAGE_BYTES,
-      generateMask: zeroMask,
-      handshakeTimeout: Math.max(1000, this.deadAfterMs),
-    });
-    this.ws = ws;
-    this.lastReceivedMs = Date.now();
-    this.effectiveDeadAfterMs = this.deadAfterMs;
-    const batcher = new FrameBatcher((batch) => {
-      if (ws.readyState === WebSocket.OPEN) ws.send(batch, { binary: true });
-    });
-    this.batcher = batcher;
-    this.mux = undefined;
+    const relay = this.relays[this.relayIndex % this.relays.length] as string;
+    const c = new Connection(relay, this.deadAfterMs);
+    this.conn = c;
+    const { ws, batcher } = c;
     ws.on('message', (data, isBinary) => {
-      if (this.ws !== ws) return;
-      this.lastReceivedMs = Date.now();
+      c.lastReceivedMs = Date.now();
       try {
         if (!isBinary) throw new BurrowError('BURROW_ERR_PROTOCOL', 'text message from the relay');
-        decodeFrames(data as Buffer, 'relayToAgent', this.onFrame);
+        decodeFrames(data as Buffer, 'relayToAgent', (frame) => this.onFrame(c, frame));
       } catch (err) {
         const e = err instanceof BurrowError ? err : new BurrowError('BURROW_ERR_PROTOCOL', String(err));
-        this.closeReason = `${e.code}: ${e.message}`;
-        if (FATAL.has(e.code)) this.fatalError = e;
+        c.closeReason = `${e.code}: ${e.message}`;
+        if (FATAL.has(e.code)) c.fatalError = e;
         batcher.sendFrame(FrameType.ERROR, 0, 0, encodeReason(e.code, e.message));
         batcher.flush();
         ws.close(1002);
       }
     });
     ws.on('unexpected-response', (_req, res) => {
-      this.closeReason = `relay answered HTTP ${res.statusCode} at ${this.url}; is --relay right?`;
+      c.closeReason =
+        res.statusCode === 503
+          ? `relay ${relay} is not taking agents now (HTTP 503)`
+          : `relay answered HTTP ${res.statusCode} at ${connectUrl(relay)}; is --relay right?`;
       res.resume();
       ws.terminate();
     });
     ws.on('error', (err) => {
-      if (this.closeReason === '') this.closeReason = err.message;
+      if (c.closeReason === '') c.closeReason = err.message;
     });
-    ws.on('close', (code) => this.onClosed(ws, code));
-    clearInterval(this.watchdog);
+    ws.on('close', (code) => this.onClosed(c, code));
     const tickMs = Math.max(25, Math.floor(this.deadAfterMs / 4));
     let lastTick = Date.now();
-    this.watchdog = setInterval(() => {
+    c.watchdog = setInterval(() => {
       const now = Date.now();
       // After a stall of this process, let pending socket reads run before judging the relay.
       const stalled = now - lastTick > 3 * tickMs;
       lastTick = now;
-      if (!stalled && now - this.lastReceivedMs > this.effectiveDeadAfterMs && this.ws === ws) {
-        this.closeReason = `no frame from the relay for ${((now - this.lastReceivedMs) / 1000).toFixed(1)} s`;
+      if (!stalled && now - c.lastReceivedMs > c.effectiveDeadAfterMs) {
+        c.closeReason = `no frame from the relay for ${((now - c.lastReceivedMs) / 1000).toFixed(1)} s`;
         ws.terminate();
       }
     }, tickMs);
-    this.watchdog.unref();
+    c.watchdog.unref();
   }
 
-  private readonly onFrame = (frame: Frame): void => {
-    const batcher = this.batcher as FrameBatcher;
+  private onFrame(c: Connection, frame: Frame): void {
+    const { batcher } = c;
     switch (frame.type) {
       case FrameType.HELLO: {
-        if (this.mux !== undefined) throw new BurrowError('BURROW_ERR_PROTOCOL', 'second hello on one connection');
+        if (c.mux !== undefined) throw new BurrowError('BURROW_ERR_PROTOCOL', 'second hello on one connection');
         const hello = decodeHello(frame.payload);
         // The relay pings after pingIntervalMs of silence: never give up on it sooner than that allows.
-        this.effectiveDeadAfterMs = Math.max(this.deadAfterMs, 2 * hello.pingIntervalMs);
-        this.mux = new Mux(batcher, { role: 'agent', windowBytes: hello.windowBytes, onOpen: this.onOpen });
+        c.effectiveDeadAfterMs = Math.max(this.deadAfterMs, 2 * hello.pingIntervalMs);
+        c.mux = new Mux(batcher, { role: 'agent', windowBytes: hello.windowBytes, onOpen: this.onOpen });
         const register = signRegistration({
           secretKey: this.options.keyPair.secretKey,
           nonce: hello.nonce,
-          audience: this.options.relay,
+          audience: c.relay,
           nowMs: Date.now(),
           ...(this.options.session !== undefined ? { session: this.options.session } : {}),
           ...(this.options.subdomain !== undefined ? { subdomain: this.options.subdomain } : {}),
@@ -228,6 +263,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       }
       case FrameType.REGISTERED: {
         const r = decodeRegistered(frame.payload);
+        c.registered = true;
         const reconnected = this.everOnline;
         this.everOnline = true;
         this.attempt = 0;
@@ -236,19 +272,22 @@ export class Agent extends EventEmitter<AgentEvents> {
           label: r.label,
           sessionId: r.sessionId,
           reconnected,
+          relay: c.relay,
           ...(r.subdomainUrl !== undefined ? { subdomainUrl: r.subdomainUrl } : {}),
         });
         return;
       }
       case FrameType.ERROR: {
         const r = decodeReason(frame.payload);
-        this.closeReason = `${r.code}: ${r.message}`;
-        if (FATAL.has(r.code)) this.fatalError = new BurrowError(r.code, r.message);
+        c.closeReason = `${r.code}: ${r.message}`;
+        // A draining connection is replaced by this agent's own new session: expected, not fatal.
+        if (FATAL.has(r.code) && !(c.draining && r.code === 'BURROW_ERR_SESSION_REPLACED')) c.fatalError = new BurrowError(r.code, r.message);
         return;
       }
       case FrameType.GOAWAY: {
         const r = decodeReason(frame.payload);
-        this.closeReason = `relay going away: ${r.message}`;
+        c.closeReason = `relay going away: ${r.message}`;
+        this.moveAway(c);
         return;
       }
       case FrameType.PING:
@@ -257,10 +296,24 @@ export class Agent extends EventEmitter<AgentEvents> {
       case FrameType.PONG:
         return;
       default:
-        if (this.mux === undefined) throw new BurrowError('BURROW_ERR_PROTOCOL', 'stream frame before hello');
-        this.mux.receive(frame);
+        if (c.mux === undefined) throw new BurrowError('BURROW_ERR_PROTOCOL', 'stream frame before hello');
+        c.mux.receive(frame);
     }
-  };
+  }
+
+  /**
+   * The relay behind `c` drains: register again (the next relay URL, or the same one behind a
+   * load balancer, which sends us to another node) while `c` finishes its streams.
+   */
+  private moveAway(c: Connection): void {
+    if (c.draining || this.conn !== c || this.stopping) return;
+    c.draining = true;
+    this.drainingConns.add(c);
+    this.conn = undefined;
+    this.relayIndex++;
+    this.emit('offline', { reason: c.closeReason });
+    this.dial();
+  }
 
   private readonly onOpen = (stream: MuxStream, payload: Buffer, fin: boolean): void => {
     let head: ReturnType<typeof decodeRequestHead>;
@@ -275,31 +328,40 @@ export class Agent extends EventEmitter<AgentEvents> {
     else stream.reset('BURROW_ERR_BAD_REQUEST', 'this agent forwards HTTP and WebSocket only');
   };
 
-  private onClosed(ws: WebSocket, code: number): void {
-    if (this.ws !== ws) return;
-    this.ws = undefined;
-    this.batcher?.close();
-    this.mux?.abortAll({ code: 'BURROW_ERR_AGENT_DISCONNECTED', message: 'connection to the relay closed' });
-    this.mux = undefined;
-    clearInterval(this.watchdog);
-    const reason = this.closeReason !== '' ? this.closeReason : `connection closed (${code})`;
-    if (this.stopping) {
-      this.finish();
+  private onClosed(c: Connection, code: number): void {
+    c.batcher.close();
+    c.mux?.abortAll({ code: 'BURROW_ERR_AGENT_DISCONNECTED', message: 'connection to the relay closed' });
+    c.mux = undefined;
+    clearInterval(c.watchdog);
+    this.drainingConns.delete(c);
+    if (this.conn !== c) {
+      // A drained connection finished; the current one carries on.
+      if (this.stopping && this.conn === undefined && this.drainingConns.size === 0) this.finish();
       return;
     }
-    if (this.fatalError !== undefined) {
-      const err = this.fatalError;
+    this.conn = undefined;
+    const reason = c.closeReason !== '' ? c.closeReason : `connection closed (${code})`;
+    if (this.stopping) {
+      if (this.drainingConns.size === 0) this.finish();
+      return;
+    }
+    if (c.fatalError !== undefined) {
+      const err = c.fatalError;
       this.stopping = true;
+      for (const d of this.drainingConns) d.ws.terminate();
       this.finish();
       this.emit('fatal', err);
       return;
     }
     this.emit('offline', { reason });
     this.attempt++;
+    // Several relays: try the next one; the backoff grows once every relay was tried.
+    this.relayIndex++;
     const initial = this.options.reconnectInitialMs ?? 250;
     const max = this.options.reconnectMaxMs ?? 15_000;
+    const round = Math.ceil(this.attempt / this.relays.length);
     // First retry almost at once; then exponential, capped, with jitter so a fleet does not stampede.
-    const base = this.attempt === 1 ? initial / 2 : Math.min(max, initial * 2 ** (this.attempt - 1));
+    const base = round === 1 ? initial / 2 : Math.min(max, initial * 2 ** (round - 1));
     const delayMs = Math.round(base / 2 + Math.random() * (base / 2));
     this.emit('reconnecting', { attempt: this.attempt, delayMs, reason });
     this.reconnectTimer = setTimeout(() => this.dial(), delayMs);
@@ -308,30 +370,38 @@ export class Agent extends EventEmitter<AgentEvents> {
   private finish(): void {
     if (this.stopped) return;
     this.stopped = true;
-    clearInterval(this.watchdog);
     clearTimeout(this.reconnectTimer);
     this.local.httpAgent.destroy();
     this.emit('closed');
   }
 
-  /** Tells the relay it is leaving, closes, resolves when the socket is gone. Idempotent. */
+  /** Cuts the current relay connection without a goodbye, as a network failure would (fault drills, tests). */
+  dropConnection(): void {
+    this.conn?.ws.terminate();
+  }
+
+  /** Tells the relay it is leaving, closes, resolves when the sockets are gone. Idempotent. */
   close(): Promise<void> {
     this.closedPromise ??= new Promise<void>((resolve) => {
       this.stopping = true;
-      const ws = this.ws;
-      if (ws === undefined) {
+      clearTimeout(this.reconnectTimer);
+      const conns = [...(this.conn !== undefined ? [this.conn] : []), ...this.drainingConns];
+      if (conns.length === 0) {
         this.finish();
         resolve();
         return;
       }
       this.once('closed', resolve);
-      if (ws.readyState === WebSocket.OPEN) {
-        this.batcher?.sendFrame(FrameType.GOAWAY, 0, 0, encodeReason('BURROW_ERR_AGENT_SHUTDOWN', 'agent stopped'));
-        this.batcher?.flush();
-        ws.close(1000);
-        setTimeout(() => ws.terminate(), 2000).unref();
-      } else {
-        ws.terminate();
+      for (const c of conns) {
+        const { ws } = c;
+        if (ws.readyState === WebSocket.OPEN) {
+          c.batcher.sendFrame(FrameType.GOAWAY, 0, 0, encodeReason('BURROW_ERR_AGENT_SHUTDOWN', 'agent stopped'));
+          c.batcher.flush();
+          ws.close(1000);
+          setTimeout(() => ws.terminate(), 2000).unref();
+        } else {
+          ws.terminate();
+        }
       }
     });
     return this.closedPromise;

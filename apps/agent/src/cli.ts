@@ -28,7 +28,7 @@ export const USAGE = `Usage: burrow http <port | host:port | url> [options]
 Exposes a local HTTP/WebSocket app at a public URL through a burrow relay.
 
 Options (flag, environment variable, default):
-  --relay <url>            relay to connect to; env BURROW_RELAY, default http://localhost:8080
+  --relay <url[,url...]>   relay(s) to connect to, tried in turn; env BURROW_RELAY, default http://localhost:8080
   --subdomain <name>       ask for <name>.<domain> too (bound to your key on first use)
   --session <name>         a further stable URL from the same key (one per name)
   --key <file>             key file; default $BURROW_HOME/key.json or ~/.config/burrow/key.json
@@ -82,11 +82,18 @@ export function parseAgentArgs(argv: readonly string[], env: Readonly<Record<str
     throw new UsageError((err as Error).message);
   }
   const relay = values.get('--relay') ?? env.BURROW_RELAY ?? 'http://localhost:8080';
-  try {
-    const u = new URL(relay);
-    if (!['http:', 'https:', 'ws:', 'wss:'].includes(u.protocol)) throw new Error();
-  } catch {
-    throw new UsageError(`--relay: "${relay}" is not an http(s) URL`);
+  const relays = relay
+    .split(',')
+    .map((r) => r.trim())
+    .filter((r) => r !== '');
+  if (relays.length === 0) throw new UsageError('--relay: give at least one relay URL');
+  for (const r of relays) {
+    try {
+      const u = new URL(r);
+      if (!['http:', 'https:', 'ws:', 'wss:'].includes(u.protocol)) throw new Error();
+    } catch {
+      throw new UsageError(`--relay: "${r}" is not an http(s) URL`);
+    }
   }
   const subdomain = values.get('--subdomain');
   const session = values.get('--session');

@@ -58,6 +58,12 @@ export class AgentSession {
   private holderRef: Holder | undefined;
   /** When the outstanding ping was sent, if one is. */
   private pingSentMs: number | undefined;
+  /** The agent said it is leaving (GOAWAY/ERROR): release its labels without a reconnect grace. */
+  private agentLeaving = false;
+  /** Replaced while streams were in flight: closes with this code once they end (or at the drain deadline). */
+  private retiring: { code: ErrorCode; timer: NodeJS.Timeout } | undefined;
+  /** GOAWAY sent because this node drains. */
+  private drainNotified = false;
   private readonly log: FastifyBaseLogger;
 
   constructor(
@@ -125,6 +131,7 @@ export class AgentSession {
       if (frame.type === FrameType.ERROR || frame.type === FrameType.GOAWAY) {
         const r = decodeReason(frame.payload);
         this.log.info({ code: r.code }, `agent gave up before registering: ${r.message}`);
+        this.agentLeaving = true;
         this.close(r.code, r.message, false);
         return;
       }
@@ -144,12 +151,14 @@ export class AgentSession {
       case FrameType.GOAWAY: {
         const r = decodeReason(frame.payload);
         this.log.info({ code: r.code }, `agent leaving: ${r.message}`);
+        this.agentLeaving = true;
         this.close('BURROW_ERR_AGENT_SHUTDOWN', r.message, false);
         return;
       }
       case FrameType.ERROR: {
         const r = decodeReason(frame.payload);
         this.log.warn({ code: r.code }, `agent reported an error: ${r.message}`);
+        this.agentLeaving = true;
         this.close(r.code, r.message, false);
         return;
       }
@@ -163,6 +172,7 @@ export class AgentSession {
   private async register(payload: Buffer): Promise<void> {
     const { bus } = this.ctx;
     let verified: VerifiedRegistration;
+    let reconnect = false;
     try {
       const nonce = this.nonce;
       this.nonce = undefined; // one attempt per issued nonce
@@ -185,7 +195,10 @@ export class AgentSession {
           return;
         }
         this.ctx.sessions.bindLabel(label, this);
-        if (previous !== undefined) this.replace(previous);
+        if (previous !== undefined) {
+          reconnect = true;
+          this.replace(previous);
+        }
       }
     } catch (err) {
       if (err instanceof BurrowError && err.code === 'BURROW_ERR_WRONG_AUDIENCE') {
@@ -209,6 +222,47 @@ export class AgentSession {
     };
     this.batcher.sendFrame(FrameType.REGISTERED, 0, 0, encodeJson(registered));
     this.log.info({ labels: this.labels, key: this.keyId }, 'agent registered');
+    this.ctx.metrics.agentRegistered(reconnect);
+    // Registered while the node began draining: send it on its way at once.
+    if (this.ctx.isDraining()) this.goAway();
+  }
+
+  /** This node drains: ask the agent to connect elsewhere; streams in flight carry on meanwhile. */
+  goAway(): void {
+    if (this.state !== 'active' || this.drainNotified) return;
+    this.drainNotified = true;
+    this.batcher.sendFrame(FrameType.GOAWAY, 0, 0, encodeReason('BURROW_ERR_RELAY_SHUTTING_DOWN', 'this relay node is draining; reconnect to another node'));
+  }
+
+  /**
+   * Another session holds this one's labels now. Streams in flight finish first (a drained
+   * agent's old connection carries them); new requests already go to the new holder.
+   */
+  retire(code: ErrorCode, message: string): void {
+    if (this.state === 'closed' || this.retiring !== undefined) return;
+    this.ctx.sessions.unbindLabels(this);
+    if (this.routes.size === 0 || this.state !== 'active') {
+      this.close(code, message);
+      return;
+    }
+    this.log.info({ streams: this.routes.size }, 'session replaced; closing once its streams end');
+    const timer = setTimeout(() => this.close(code, message), this.ctx.config.drainTimeoutMs);
+    timer.unref();
+    this.retiring = { code, timer };
+  }
+
+  /** The agent streams of requests that entered on `nodes` can never finish: reset them. */
+  dropIngressNodes(nodes: ReadonlySet<string>, code: ErrorCode, message: string): void {
+    for (const [id, route] of [...this.routes]) {
+      if (!nodes.has(route.node)) continue;
+      this.batcher.sendFrame(FrameType.RESET, 0, id, encodeReason(code, message));
+      this.unroute(id, route);
+    }
+  }
+
+  /** Nodes where requests carried by this session entered. */
+  ingressNodes(): IterableIterator<string> {
+    return this.byIngress.keys();
   }
 
   private isClosed(): boolean {
@@ -218,7 +272,7 @@ export class AgentSession {
   /** A newer session took a label this older one held. */
   private replace(previous: Holder): void {
     if (previous.nodeId === this.ctx.nodeId) {
-      this.ctx.sessions.byId.get(previous.sessionId)?.close('BURROW_ERR_SESSION_REPLACED', 'a newer session of this tunnel connected');
+      this.ctx.sessions.byId.get(previous.sessionId)?.retire('BURROW_ERR_SESSION_REPLACED', 'a newer session of this tunnel connected');
     } else {
       this.ctx.bus.publish(previous.nodeId, { kind: 'sessionReplaced', sessionId: previous.sessionId });
     }
@@ -294,6 +348,10 @@ export class AgentSession {
     const perNode = this.byIngress.get(route.node);
     perNode?.delete(route.ingressId);
     if (perNode !== undefined && perNode.size === 0) this.byIngress.delete(route.node);
+    if (this.retiring !== undefined && this.routes.size === 0) {
+      const { code } = this.retiring;
+      queueMicrotask(() => this.close(code, ERRORS[code].title));
+    }
   }
 
   private replyReset(node: string, ingressId: number, code: ErrorCode, message: string): void {
@@ -338,12 +396,14 @@ export class AgentSession {
     if (this.state === 'closed') return;
     this.state = 'closed';
     clearTimeout(this.registrationTimer);
+    clearTimeout(this.retiring?.timer);
     if (notifyAgent) {
       const type = code === 'BURROW_ERR_RELAY_SHUTTING_DOWN' ? FrameType.GOAWAY : FrameType.ERROR;
       this.batcher.sendFrame(type, 0, 0, encodeReason(code, message));
     }
     this.batcher.close();
     this.ws.close(ERRORS[code].close, code);
+    this.ctx.metrics.agentDisconnected(code);
     this.cleanup();
   }
 
@@ -351,8 +411,10 @@ export class AgentSession {
     if (this.state === 'closed') return;
     this.state = 'closed';
     clearTimeout(this.registrationTimer);
+    clearTimeout(this.retiring?.timer);
     this.batcher.close();
     this.log.info({ closeCode }, 'agent disconnected');
+    this.ctx.metrics.agentDisconnected('BURROW_ERR_AGENT_DISCONNECTED');
     this.cleanup();
   }
 
@@ -363,8 +425,10 @@ export class AgentSession {
     this.routes.clear();
     this.byIngress.clear();
     this.ctx.sessions.remove(this);
+    // An agent that dropped (rather than left) is expected back: visitors wait for it a while.
+    const graceMs = this.agentLeaving ? 0 : this.ctx.config.reconnectGraceMs;
     for (const label of this.labels) {
-      this.ctx.bus.registry.release(label, this.id).catch((err: unknown) => this.log.warn({ err, label }, 'could not release label'));
+      this.ctx.bus.registry.release(label, this.id, graceMs).catch((err: unknown) => this.log.warn({ err, label }, 'could not release label'));
     }
   }
 }

@@ -6,17 +6,23 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { type Bus, MemoryBus, MemoryHub } from '@burrow/bus';
+import type { Bus, BusMessage } from '@burrow/bus';
 import { type ErrorCode, encodeReason, FrameType, PROTOCOL_VERSION, urlAuthority } from '@burrow/protocol';
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import { AccessLog } from './accessLog';
+import { type AdminServer, startAdminServer } from './adminServer';
 import { AgentSession } from './agentSession';
 import type { RelayConfig } from './config';
+import { DeadNodes } from './deadNodes';
 import { rawErrorResponse, renderError, sendError, wantsJson } from './errorResponse';
 import { makeHostRouter } from './hostRouter';
 import { IngressTable } from './ingressTable';
+import { LeaseKeeper } from './leaseKeeper';
 import { LocalSessions } from './localSessions';
-import { fileNameBindings } from './nameStore';
+import { makeBus } from './makeBus';
+import { RelayMetrics } from './metrics';
+import { PeerWatch } from './peerWatch';
 import type { RelayContext } from './relayContext';
 import { handleTunnelRequest } from './tunnelHttp';
 import { handleTunnelUpgrade } from './tunnelUpgrade';
@@ -49,19 +55,24 @@ export interface Relay {
   listen(): Promise<string>;
   /** Apex URL (valid after listen). */
   publicUrl(): string;
+  /** http://host:port of the admin listener (/metrics, /readyz, /healthz) once listening; undefined when config.adminListen is off. */
+  adminUrl(): string | undefined;
   stats(): RelayStats;
+  /** True once drain() began. */
+  isDraining(): boolean;
+  /**
+   * Graceful shutdown, first half: refuse new agents, ask connected agents to move to another
+   * node (GOAWAY), let in-flight requests finish. Resolves when nothing is in flight (every
+   * session moved away or idle for a moment) or at config.drainTimeoutMs. Then call close().
+   */
+  drain(): Promise<void>;
   /** Closes every agent session (GOAWAY), every stream, the server and the bus. Idempotent. */
   close(): Promise<void>;
 }
 
 export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Promise<Relay> {
-  const bus =
-    deps.bus ??
-    new MemoryBus(
-      config.nodeId,
-      new MemoryHub({ maxNames: config.maxNames, ...(config.dataDir === undefined ? {} : { names: fileNameBindings(config.dataDir) }) }),
-    );
   const routeHost = makeHostRouter(config.domain);
+  let draining = false;
   let ctxRef: RelayContext | undefined;
   let boundPort = config.port;
 
@@ -82,6 +93,12 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
         const ctx = ctxRef;
         if (route.kind === 'tunnel' && ctx !== undefined) {
           handleTunnelUpgrade(ctx, req, socket, head, route.label);
+          return true;
+        }
+        if (draining && (req.url ?? '').split('?')[0] === AGENT_CONNECT_PATH) {
+          // Refused before the WebSocket handshake so the agent's dialer sees a plain 503 and tries elsewhere.
+          socket.on('error', () => {});
+          socket.end(rawErrorResponse('BURROW_ERR_RELAY_SHUTTING_DOWN', 'this relay node is draining; connect to another node', req.headers.accept));
           return true;
         }
         if (route.kind === 'invalid') {
@@ -117,6 +134,7 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     },
   });
 
+  const bus = deps.bus ?? makeBus(config, app.log);
   const sessions = new LocalSessions();
   const ingress = new IngressTable(bus, config.streamWindowBytes);
   const publicUrl = (): string => config.publicUrl ?? `http://${config.domain}${boundPort === 80 ? '' : `:${boundPort}`}`;
@@ -126,10 +144,40 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   // Whom an agent's token may name: this relay's public URL, its domain (at the bound port or
   // none) and configured extras. Never the Host header: the connecting client chooses that.
   const agentAudiences = (): string[] => [urlAuthority(publicUrl()), config.domain, `${config.domain}:${boundPort}`, ...config.extraAudiences];
-  const ctx: RelayContext = { config, bus, nodeId: bus.nodeId, sessions, ingress, log: app.log, publicUrl, publicProto };
+  const deadNodes = new DeadNodes(bus.leaseTtlMs);
+  // Sources are read at scrape time only, by then `relay` and `leases` exist.
+  const metrics = new RelayMetrics({
+    nodeId: bus.nodeId,
+    version: RELAY_VERSION,
+    processMetrics: config.adminListen !== 'off',
+    sources: {
+      relayStats: () => ({ ...relay.stats(), tunnels: sessions.byLabel.size }),
+      busStats: () => bus.stats(),
+      busUp: () => bus.isUp(),
+      draining: () => draining,
+      leaseStats: () => leases.stats(),
+    },
+  });
+  const accessLog = new AccessLog(app.log, { enabled: config.accessLog, nodeId: bus.nodeId, trustedProxies: config.trustedProxies });
+  const ctx: RelayContext = {
+    config,
+    bus,
+    nodeId: bus.nodeId,
+    sessions,
+    ingress,
+    deadNodes,
+    isDraining: () => draining,
+    log: app.log,
+    metrics,
+    accessLog,
+    publicUrl,
+    publicProto,
+  };
   ctxRef = ctx;
+  const leases = new LeaseKeeper(ctx);
+  const peers = new PeerWatch(ctx);
 
-  await bus.subscribe((msg) => {
+  const onMessage = (msg: BusMessage): void => {
     switch (msg.kind) {
       case 'toIngress':
         ingress.receive(msg.frame);
@@ -147,10 +195,37 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
         return;
       }
       case 'sessionReplaced':
-        sessions.byId.get(msg.sessionId)?.close('BURROW_ERR_SESSION_REPLACED', 'a newer session of this tunnel connected');
+        sessions.byId.get(msg.sessionId)?.retire('BURROW_ERR_SESSION_REPLACED', 'a newer session of this tunnel connected');
         return;
     }
+  };
+
+  await bus.subscribe({
+    message: onMessage,
+    undelivered(nodeId, messages, reason) {
+      const code: ErrorCode = reason === 'bus-down' ? 'BURROW_ERR_BUS_UNAVAILABLE' : 'BURROW_ERR_NODE_UNREACHABLE';
+      const message = reason === 'bus-down' ? 'this relay node cannot reach Redis' : 'the relay node holding this tunnel is gone';
+      if (reason === 'no-listener') deadNodes.mark(nodeId);
+      let toIngress = false;
+      for (const m of messages) {
+        if (m.kind === 'toSession' && m.frame.type !== FrameType.RESET) ingress.abortStream(m.frame.streamId, code, message);
+        else if (m.kind === 'toIngress') toIngress = true;
+      }
+      // Replies that reached nobody: that node's requests can never complete.
+      if (toIngress) peers.cut(new Set([nodeId]), code, 'the relay node that took this request is gone');
+    },
+    connectionChanged(up) {
+      if (up) {
+        app.log.info('bus connection is back; re-announcing leases');
+        void leases.renewNow();
+      } else {
+        app.log.warn('bus connection lost; serving only tunnels whose agents are on this node');
+        void peers.check();
+      }
+    },
   });
+  leases.start();
+  peers.start();
 
   await app.register(websocket, { options: { maxPayload: MAX_AGENT_MESSAGE_BYTES, perMessageDeflate: false } });
 
@@ -188,16 +263,34 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   tick.unref();
 
   let closing: Promise<void> | undefined;
-  return {
+  let drained: Promise<void> | undefined;
+  let admin: AdminServer | undefined;
+  const relay: Relay = {
     app,
     config,
     nodeId: ctx.nodeId,
     publicUrl,
     async listen() {
-      await app.listen({ port: config.port, host: config.host });
+      // Admin first: /readyz says "not-listening" until the public port is up. Fails with AdminListenError.
+      if (config.adminListen !== 'off' && admin === undefined) {
+        admin = await startAdminServer({
+          listen: config.adminListen,
+          nodeId: ctx.nodeId,
+          metrics,
+          readiness: () => ({ listening: app.server.listening, busUp: bus.isUp(), draining, closing: closing !== undefined }),
+        });
+      }
+      try {
+        await app.listen({ port: config.port, host: config.host });
+      } catch (err) {
+        await admin?.close();
+        admin = undefined;
+        throw err;
+      }
       boundPort = (app.server.address() as AddressInfo).port;
       return publicUrl();
     },
+    adminUrl: () => admin?.url,
     stats() {
       let agentStreams = 0;
       let active = 0;
@@ -207,18 +300,59 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       }
       return { sessions: sessions.byId.size, activeSessions: active, ingressStreams: ingress.size, agentStreams };
     },
+    isDraining: () => draining,
+    drain() {
+      if (!draining) {
+        draining = true;
+        app.log.info({ sessions: sessions.byId.size, streams: ingress.size }, 'draining: agents asked to move, in-flight requests finishing');
+        for (const s of sessions.byId.values()) s.goAway();
+      }
+      drained ??= waitDrained(ctx, config.drainTimeoutMs);
+      return drained;
+    },
     close() {
       closing ??= (async () => {
+        draining = true;
         clearInterval(tick);
+        leases.stop();
+        peers.stop();
+        // Visitors first, so they learn the relay is going (503) rather than that the agent went.
+        ingress.abortAll('BURROW_ERR_RELAY_SHUTTING_DOWN', 'relay is shutting down');
         for (const s of [...sessions.byId.values()]) s.close('BURROW_ERR_RELAY_SHUTTING_DOWN', 'relay is shutting down; reconnect');
-        ingress.abortAll('BURROW_ERR_RELAY_SHUTTING_DOWN');
         app.server.closeAllConnections?.();
         await app.close();
         await bus.close();
+        // Last, so /readyz answers 503 "closing" while the rest shuts down.
+        await admin?.close();
       })();
       return closing;
     },
   };
+  return relay;
+}
+
+/**
+ * Resolves once nothing is in flight: every session gone (its agent moved to another node) and
+ * no public stream open, or all idle for a quiet moment (a lone node: its agents have nowhere
+ * to go), or at the deadline.
+ */
+function waitDrained(ctx: RelayContext, timeoutMs: number): Promise<void> {
+  const quietMs = Math.min(1000, timeoutMs);
+  const started = Date.now();
+  let idleSince: number | undefined;
+  return new Promise<void>((resolve) => {
+    const poll = setInterval(() => {
+      const now = Date.now();
+      let streams = ctx.ingress.size;
+      for (const s of ctx.sessions.byId.values()) streams += s.streamCount;
+      idleSince = streams === 0 ? (idleSince ?? now) : undefined;
+      const done = (ctx.sessions.byId.size === 0 && streams === 0) || (idleSince !== undefined && now - idleSince >= quietMs) || now - started >= timeoutMs;
+      if (!done) return;
+      clearInterval(poll);
+      if (streams > 0) ctx.log.warn({ streams }, `drain deadline of ${timeoutMs} ms reached; cutting what is left`);
+      resolve();
+    }, 25);
+  });
 }
 
 const RESET_AGENT_GONE = encodeReason('BURROW_ERR_AGENT_DISCONNECTED', 'the agent disconnected before the response completed');

@@ -3,6 +3,7 @@
  * Pure: parseRelayConfig never reads process state itself; main.ts passes argv and env in.
  */
 import { randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
 import { DEFAULT_STREAM_WINDOW_BYTES } from '@burrow/protocol';
 
 export interface RelayConfig {
@@ -26,6 +27,22 @@ export interface RelayConfig {
   /** Further host[:port] authorities agents may sign registrations for (how they dial this relay). */
   readonly extraAudiences: readonly string[];
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Standalone Redis (redis:// or rediss:// URL) joining this node to others; unset: in-memory bus, one node. */
+  readonly redisUrl: string | undefined;
+  /** Redis Cluster seed nodes (host:port); sharded pub/sub. Exclusive with redisUrl. */
+  readonly redisCluster: readonly string[];
+  /** A label's lease lasts this long without renewal (a killed node's tunnels move after at most this). */
+  readonly leaseTtlMs: number;
+  /** After an agent drops, requests for its label wait this long for it to come back (then 502). */
+  readonly reconnectGraceMs: number;
+  /** On SIGTERM, in-flight requests get this long to finish before the relay closes. */
+  readonly drainTimeoutMs: number;
+  /** host:port of the admin listener (/metrics, /readyz); 'off' disables it. */
+  readonly adminListen: string;
+  /** Addresses or CIDRs of proxies whose X-Forwarded-For is believed. */
+  readonly trustedProxies: readonly string[];
+  /** One JSON line per public request. */
+  readonly accessLog: boolean;
 }
 
 export class ConfigError extends Error {
@@ -36,7 +53,7 @@ interface OptionSpec {
   readonly key: keyof RelayConfig;
   readonly flag: string;
   readonly env: string;
-  readonly kind: 'int' | 'string' | 'level' | 'list';
+  readonly kind: 'int' | 'string' | 'level' | 'list' | 'cidrs' | 'bool';
   readonly min?: number;
   readonly max?: number;
   readonly help: string;
@@ -146,6 +163,69 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
     defaultText: 'none',
   },
   { key: 'logLevel', flag: '--log-level', env: 'BURROW_LOG_LEVEL', kind: 'level', help: `log level (${LEVELS.join(', ')})`, defaultText: 'info' },
+  {
+    key: 'redisUrl',
+    flag: '--redis',
+    env: 'BURROW_REDIS_URL',
+    kind: 'string',
+    help: 'Redis URL (redis:// or rediss://) joining relay nodes',
+    defaultText: 'none (in-memory bus, one node)',
+  },
+  {
+    key: 'redisCluster',
+    flag: '--redis-cluster',
+    env: 'BURROW_REDIS_CLUSTER',
+    kind: 'list',
+    help: 'Redis Cluster seed nodes host:port,... (sharded pub/sub)',
+    defaultText: 'none',
+  },
+  {
+    key: 'leaseTtlMs',
+    flag: '--lease-ttl-ms',
+    env: 'BURROW_LEASE_TTL_MS',
+    kind: 'int',
+    min: 300,
+    max: 600_000,
+    help: "a dead node's tunnels are released after this long",
+    defaultText: '10000',
+  },
+  {
+    key: 'reconnectGraceMs',
+    flag: '--reconnect-grace-ms',
+    env: 'BURROW_RECONNECT_GRACE_MS',
+    kind: 'int',
+    min: 0,
+    max: 600_000,
+    help: 'requests wait this long for a dropped agent to come back',
+    defaultText: '5000',
+  },
+  {
+    key: 'drainTimeoutMs',
+    flag: '--drain-timeout-ms',
+    env: 'BURROW_DRAIN_TIMEOUT_MS',
+    kind: 'int',
+    min: 0,
+    max: 3_600_000,
+    help: 'on SIGTERM, let in-flight requests finish for this long',
+    defaultText: '20000',
+  },
+  {
+    key: 'adminListen',
+    flag: '--admin-listen',
+    env: 'BURROW_ADMIN_LISTEN',
+    kind: 'string',
+    help: 'host:port for /metrics and /readyz, or off',
+    defaultText: '127.0.0.1:9091',
+  },
+  {
+    key: 'trustedProxies',
+    flag: '--trusted-proxies',
+    env: 'BURROW_TRUSTED_PROXIES',
+    kind: 'cidrs',
+    help: 'believe X-Forwarded-For only from these addresses/CIDRs',
+    defaultText: 'none',
+  },
+  { key: 'accessLog', flag: '--access-log', env: 'BURROW_ACCESS_LOG', kind: 'bool', help: 'one JSON log line per public request (on/off)', defaultText: 'on' },
 ];
 
 export function relayHelp(): string {
@@ -157,7 +237,9 @@ export function relayHelp(): string {
     'Options (flag, environment variable, default):',
   ];
   for (const o of RELAY_OPTIONS) {
-    lines.push(`  ${`${o.flag} <${o.kind === 'int' ? 'n' : o.kind === 'list' ? 'a,b' : 'value'}>`.padEnd(34)}${o.help}`);
+    lines.push(
+      `  ${`${o.flag} <${o.kind === 'int' ? 'n' : o.kind === 'list' || o.kind === 'cidrs' ? 'a,b' : o.kind === 'bool' ? 'on|off' : 'value'}>`.padEnd(34)}${o.help}`,
+    );
     lines.push(`  ${''.padEnd(34)}env ${o.env}, default ${o.defaultText}`);
   }
   lines.push(`  ${'-h, --help'.padEnd(34)}show this help`);
@@ -166,7 +248,28 @@ export function relayHelp(): string {
 
 export type ParseResult = { readonly kind: 'help' } | { readonly kind: 'config'; readonly config: RelayConfig };
 
-function parseValue(o: OptionSpec, raw: string, source: string): string | number | string[] {
+function parseValue(o: OptionSpec, raw: string, source: string): string | number | boolean | string[] {
+  if (o.kind === 'bool') {
+    const v = raw.trim().toLowerCase();
+    if (['on', 'true', '1', 'yes'].includes(v)) return true;
+    if (['off', 'false', '0', 'no'].includes(v)) return false;
+    throw new ConfigError(`${source}: "${raw}" is not on or off`);
+  }
+  if (o.kind === 'cidrs') {
+    const items = raw
+      .split(',')
+      .map((x) => x.trim())
+      .filter((x) => x !== '');
+    for (const item of items) {
+      const [addr, bits, extra] = item.split('/');
+      const family = isIP(addr ?? '');
+      const maxBits = family === 4 ? 32 : 128;
+      if (family === 0 || extra !== undefined || (bits !== undefined && (!/^\d{1,3}$/.test(bits) || Number(bits) > maxBits))) {
+        throw new ConfigError(`${source}: "${item}" is not an IP address or CIDR`);
+      }
+    }
+    return items;
+  }
   if (o.kind === 'list') {
     const items = raw
       .split(',')
@@ -193,7 +296,7 @@ function parseValue(o: OptionSpec, raw: string, source: string): string | number
 }
 
 export function parseRelayConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): ParseResult {
-  const values: Record<string, string | number | string[]> = {};
+  const values: Record<string, string | number | boolean | string[]> = {};
   for (const o of RELAY_OPTIONS) {
     const raw = env[o.env];
     if (raw !== undefined && raw !== '') values[o.key] = parseValue(o, raw, o.env);
@@ -235,8 +338,36 @@ export function parseRelayConfig(argv: readonly string[], env: Readonly<Record<s
     dataDir: values.dataDir === undefined ? undefined : String(values.dataDir),
     extraAudiences: Object.freeze((values.extraAudiences as string[] | undefined) ?? []),
     logLevel: (values.logLevel as RelayConfig['logLevel'] | undefined) ?? 'info',
+    redisUrl: values.redisUrl === undefined ? undefined : validateRedisUrl(String(values.redisUrl)),
+    redisCluster: Object.freeze((values.redisCluster as string[] | undefined) ?? []),
+    leaseTtlMs: (values.leaseTtlMs as number | undefined) ?? 10_000,
+    reconnectGraceMs: (values.reconnectGraceMs as number | undefined) ?? 5000,
+    drainTimeoutMs: (values.drainTimeoutMs as number | undefined) ?? 20_000,
+    adminListen: validateListen(String(values.adminListen ?? '127.0.0.1:9091')),
+    trustedProxies: Object.freeze((values.trustedProxies as string[] | undefined) ?? []),
+    accessLog: (values.accessLog as boolean | undefined) ?? true,
   };
+  if (config.redisUrl !== undefined && config.redisCluster.length > 0) throw new ConfigError('--redis and --redis-cluster: set one, not both');
   return { kind: 'config', config: Object.freeze(config) };
+}
+
+function validateRedisUrl(raw: string): string {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new ConfigError(`--redis: "${raw}" is not a URL (redis://host:6379)`);
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new ConfigError(`--redis: use redis:// or rediss://, not ${u.protocol}`);
+  return raw;
+}
+
+/** host:port (IPv6 in brackets), or off. */
+function validateListen(raw: string): string {
+  if (raw === 'off') return raw;
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(raw);
+  if (m === null || Number(m[2]) > 65535) throw new ConfigError(`--admin-listen: "${raw}" is not host:port or off`);
+  return raw;
 }
 
 export function normalizePublicUrl(raw: string, domain: string): string {
@@ -258,5 +389,6 @@ export function normalizePublicUrl(raw: string, domain: string): string {
 export function relayConfig(overrides: Partial<RelayConfig> = {}): RelayConfig {
   const base = parseRelayConfig([], {});
   if (base.kind !== 'config') throw new Error('unreachable');
-  return Object.freeze({ ...base.config, ...overrides });
+  // Embedded relays (tests, libraries) open no admin listener unless asked: several run in one process.
+  return Object.freeze({ ...base.config, adminListen: 'off', ...overrides });
 }

@@ -5,33 +5,34 @@
  */
 import type { Bus, BusFrame, Holder } from '@burrow/bus';
 import { type FrameSink, MuxStream } from '@burrow/mux';
-import { FrameType } from '@burrow/protocol';
+import type { ErrorCode, FrameType } from '@burrow/protocol';
 
 const EMPTY = Buffer.alloc(0);
 
 class BusSink implements FrameSink {
-  stream: MuxStream | undefined;
   constructor(
     private readonly bus: Bus,
-    private readonly holder: Holder,
+    readonly holder: Holder,
     private readonly replyNode: string,
   ) {}
   sendFrame(type: FrameType, flags: number, streamId: number, payload?: Buffer): void {
-    const delivered = this.bus.publish(this.holder.nodeId, {
+    // Undelivered frames come back through the bus's undelivered handler (abortStream).
+    this.bus.publish(this.holder.nodeId, {
       kind: 'toSession',
       sessionId: this.holder.sessionId,
       replyNode: this.replyNode,
       frame: { type, flags, streamId, payload: payload ?? EMPTY },
     });
-    if (!delivered && type !== FrameType.RESET) {
-      const stream = this.stream;
-      queueMicrotask(() => stream?.abort({ code: 'BURROW_ERR_AGENT_DISCONNECTED', message: 'the relay node holding this tunnel is unreachable' }));
-    }
   }
 }
 
+interface Entry {
+  readonly stream: MuxStream;
+  readonly holderNode: string;
+}
+
 export class IngressTable {
-  private readonly streams = new Map<number, MuxStream>();
+  private readonly streams = new Map<number, Entry>();
   private nextId = 1;
   private readonly onClose = (s: MuxStream): void => {
     this.streams.delete(s.id);
@@ -52,17 +53,40 @@ export class IngressTable {
     this.nextId = id >= 0xffff_fffe ? 1 : id + 1;
     const sink = new BusSink(this.bus, holder, this.bus.nodeId);
     const stream = new MuxStream(id, sink, { windowBytes: this.windowBytes, onClose: this.onClose });
-    sink.stream = stream;
-    this.streams.set(id, stream);
+    this.streams.set(id, { stream, holderNode: holder.nodeId });
     return stream;
   }
 
   /** A frame from the holder node for one of our streams; unknown ids are late frames for finished streams. */
   receive(frame: BusFrame): void {
-    this.streams.get(frame.streamId)?.receive(frame.type, frame.flags, frame.payload);
+    this.streams.get(frame.streamId)?.stream.receive(frame.type, frame.flags, frame.payload);
   }
 
-  abortAll(code: 'BURROW_ERR_RELAY_SHUTTING_DOWN'): void {
-    for (const s of [...this.streams.values()]) s.abort({ code, message: 'relay is shutting down' });
+  /** Ends one stream here with an error (its frames could not be delivered). */
+  abortStream(id: number, code: ErrorCode, message: string): void {
+    this.streams.get(id)?.stream.abort({ code, message });
+  }
+
+  /** The other nodes that hold agents for streams open here. */
+  remoteNodes(): Set<string> {
+    const nodes = new Set<string>();
+    for (const e of this.streams.values()) if (e.holderNode !== this.bus.nodeId) nodes.add(e.holderNode);
+    return nodes;
+  }
+
+  /** Ends every stream whose agent is on one of `nodes` (they died, or the bus is down). */
+  abortNodes(nodes: ReadonlySet<string>, code: ErrorCode, message: string): number {
+    let n = 0;
+    for (const e of [...this.streams.values()]) {
+      if (nodes.has(e.holderNode)) {
+        e.stream.abort({ code, message });
+        n++;
+      }
+    }
+    return n;
+  }
+
+  abortAll(code: ErrorCode, message: string): void {
+    for (const e of [...this.streams.values()]) e.stream.abort({ code, message });
   }
 }

@@ -16,6 +16,13 @@ export class LocalSessions {
     this.byLabel.set(label, session);
   }
 
+  /** Stops routing new requests to a session (it was replaced) while it finishes its streams. */
+  unbindLabels(session: AgentSession): void {
+    for (const label of session.labels) {
+      if (this.byLabel.get(label) === session) this.byLabel.delete(label);
+    }
+  }
+
   /** Forgets a session; labels are dropped only where this session still holds them. */
   remove(session: AgentSession): void {
     this.byId.delete(session.id);

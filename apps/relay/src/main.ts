@@ -3,6 +3,7 @@
  * burrow-relay entry point: reads argv and BURROW_* env once, listens, handles signals.
  * Bad configuration: a clear message and exit code 2.
  */
+import { AdminListenError } from './adminServer';
 import { buildRelay } from './buildRelay';
 import { ConfigError, parseRelayConfig, relayHelp } from './config';
 import { DataDirError } from './nameStore';
@@ -48,22 +49,36 @@ async function main(): Promise<void> {
       { node: relay.nodeId, listen: `${config.host}:${config.port}`, tunnels: url.replace('://', '://<label>.') },
       `burrow-relay ${RELAY_VERSION} ready at ${url}`,
     );
+    const adminUrl = relay.adminUrl();
+    if (adminUrl !== undefined) relay.app.log.info({ admin: adminUrl }, `admin listener at ${adminUrl} (/metrics, /readyz, /healthz)`);
   } catch (err) {
+    if (err instanceof AdminListenError) {
+      process.stderr.write(`burrow-relay: ${err.message}\n`);
+      process.exit(1);
+    }
     process.stderr.write(`burrow-relay: cannot listen on ${config.host}:${config.port}: ${(err as Error).message}\n`);
     process.exit(1);
   }
   let stopping = false;
   const stop = (signal: string): void => {
-    if (stopping) return;
+    if (stopping) {
+      // A second signal: stop waiting for in-flight requests.
+      relay.app.log.warn({ signal }, 'second signal: closing now');
+      void relay.close().then(() => process.exit(0));
+      return;
+    }
     stopping = true;
-    relay.app.log.info({ signal }, 'shutting down');
-    relay.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        process.stderr.write(`burrow-relay: error while closing: ${String(err)}\n`);
-        process.exit(1);
-      },
-    );
+    relay.app.log.info({ signal, drainTimeoutMs: config.drainTimeoutMs }, 'draining before shutdown');
+    relay
+      .drain()
+      .then(() => relay.close())
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          process.stderr.write(`burrow-relay: error while closing: ${String(err)}\n`);
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));

@@ -4,9 +4,12 @@
  */
 import type { Bus } from '@burrow/bus';
 import type { FastifyBaseLogger } from 'fastify';
+import type { AccessLog } from './accessLog';
 import type { RelayConfig } from './config';
+import type { DeadNodes } from './deadNodes';
 import type { IngressTable } from './ingressTable';
 import type { LocalSessions } from './localSessions';
+import type { RelayMetrics } from './metrics';
 
 export interface RelayContext {
   readonly config: RelayConfig;
@@ -14,7 +17,15 @@ export interface RelayContext {
   readonly nodeId: string;
   readonly sessions: LocalSessions;
   readonly ingress: IngressTable;
+  /** Nodes found gone from the bus; their tunnels are waited for, not routed to. */
+  readonly deadNodes: DeadNodes;
+  /** True once a SIGTERM drain began: no new agents. */
+  isDraining(): boolean;
   readonly log: FastifyBaseLogger;
+  /** Prometheus metrics of this relay (own registry); requestDone etc. are cheap, call them inline. */
+  readonly metrics: RelayMetrics;
+  /** One line per finished public request when config.accessLog is on; also resolves visitor addresses. */
+  readonly accessLog: AccessLog;
   /** Apex URL; known once the server listens. */
   publicUrl(): string;
   /** http or https: the scheme public clients used. */

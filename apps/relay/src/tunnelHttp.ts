@@ -2,6 +2,7 @@
  * A public HTTP request on a tunnel host, carried as one stream: request head (OPEN), body as
  * DATA within credit, END; back come the response head, body and END. Enforces the body limits
  * and the response-head timeout; a client that leaves cancels the stream at the agent.
+ * Every request ends in the response's 'close' event, where its RequestRecord is reported once.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Holder } from '@burrow/bus';
@@ -10,34 +11,41 @@ import { type BurrowError, decodeResponseHead, FrameType, type Reason } from '@b
 import { sendError } from './errorResponse';
 import { encodeOpenHead, hasHopByHop } from './forwardHeaders';
 import type { RelayContext } from './relayContext';
+import { RequestRecord } from './requestRecord';
 import { resolveLocal, resolveRemote } from './resolveTunnel';
 
 export function handleTunnelRequest(ctx: RelayContext, req: IncomingMessage, res: ServerResponse, label: string): void {
+  const record = new RequestRecord(ctx, req, 'http', label);
+  // Fires once for every response: finished, answered by the relay, destroyed, or its client gone.
+  res.once('close', () => record.finish(res.headersSent ? res.statusCode : undefined, res.writableFinished));
   const holder = resolveLocal(ctx, label);
   if (holder !== undefined) {
-    proxyRequest(ctx, req, res, holder);
+    proxyRequest(ctx, req, res, holder, record);
     return;
   }
   resolveRemote(ctx, label).then(
     (r) => {
-      if ('holder' in r) proxyRequest(ctx, req, res, r.holder);
+      if ('holder' in r) proxyRequest(ctx, req, res, r.holder, record);
       else {
         ctx.log.info({ label, code: r.error, method: req.method, url: req.url }, r.message);
+        record.fail(r.error);
         sendError(req, res, r.error, r.message);
       }
     },
     (err: unknown) => {
       ctx.log.error({ err, label }, 'tunnel lookup failed');
+      record.fail('BURROW_ERR_INTERNAL');
       sendError(req, res, 'BURROW_ERR_INTERNAL', 'the relay could not look this tunnel up; try again');
     },
   );
 }
 
-function proxyRequest(ctx: RelayContext, req: IncomingMessage, res: ServerResponse, holder: Holder): void {
+function proxyRequest(ctx: RelayContext, req: IncomingMessage, res: ServerResponse, holder: Holder, record: RequestRecord): void {
   const { maxBodyBytes } = ctx.config;
   const contentLength = req.headers['content-length'];
   if (contentLength !== undefined && Number(contentLength) > maxBodyBytes) {
     ctx.log.info({ url: req.url, contentLength }, 'request body over the limit');
+    record.fail('BURROW_ERR_REQUEST_TOO_LARGE');
     sendError(req, res, 'BURROW_ERR_REQUEST_TOO_LARGE', `request body of ${contentLength} bytes is over this relay's limit of ${maxBodyBytes} bytes`, true);
     req.resume();
     return;
@@ -48,11 +56,12 @@ function proxyRequest(ctx: RelayContext, req: IncomingMessage, res: ServerRespon
     head = encodeOpenHead(req, ctx.publicProto(), false);
   } catch (err) {
     const e = err as BurrowError;
+    record.fail(e.code);
     sendError(req, res, e.code, e.message, true);
     return;
   }
   const stream = ctx.ingress.open(holder);
-  const exchange = new HttpExchange(ctx, req, res, stream);
+  const exchange = new HttpExchange(ctx, req, res, stream, record);
   stream.handler = exchange;
   stream.sendHead(FrameType.OPEN, head, !hasBody);
   if (!hasBody) exchange.startTimer();
@@ -62,8 +71,6 @@ function proxyRequest(ctx: RelayContext, req: IncomingMessage, res: ServerRespon
 class HttpExchange implements StreamHandler {
   private timer: NodeJS.Timeout | undefined;
   private headSeen = false;
-  private bytesIn = 0;
-  private bytesOut = 0;
   private owedCredit = 0;
   private waitingDrain = false;
 
@@ -72,6 +79,8 @@ class HttpExchange implements StreamHandler {
     private readonly req: IncomingMessage,
     private readonly res: ServerResponse,
     private readonly stream: MuxStream,
+    /** Also counts the body bytes the limits are checked against. */
+    private readonly record: RequestRecord,
   ) {
     res.on('close', this.onClientClose);
   }
@@ -79,11 +88,11 @@ class HttpExchange implements StreamHandler {
   pumpRequestBody(): void {
     const { req, stream } = this;
     req.on('data', (chunk: Buffer) => {
-      this.bytesIn += chunk.length;
-      if (this.bytesIn > this.ctx.config.maxBodyBytes) {
+      if (this.record.bytesIn + chunk.length > this.ctx.config.maxBodyBytes) {
         this.requestTooLarge();
         return;
       }
+      this.record.bytesIn += chunk.length;
       if (!stream.write(chunk)) req.pause();
     });
     req.on('end', () => {
@@ -103,7 +112,8 @@ class HttpExchange implements StreamHandler {
     req.resume();
     clearTimeout(this.timer);
     const message = `request body is over this relay's limit of ${ctx.config.maxBodyBytes} bytes`;
-    ctx.log.info({ url: req.url, bytes: this.bytesIn }, 'request body over the limit');
+    ctx.log.info({ url: req.url, bytes: this.record.bytesIn }, 'request body over the limit');
+    this.record.fail('BURROW_ERR_REQUEST_TOO_LARGE');
     stream.reset('BURROW_ERR_REQUEST_TOO_LARGE', message);
     sendError(req, res, 'BURROW_ERR_REQUEST_TOO_LARGE', message, true);
   }
@@ -150,26 +160,28 @@ class HttpExchange implements StreamHandler {
       this.failBeforeHead('BURROW_ERR_LOCAL_ERROR', `the local app sent an invalid response head: ${(err as Error).message}`);
       return;
     }
+    this.record.responded(status);
     if (fin) {
       res.end();
       this.logDone(status);
     } else {
       // Flush the head now unless body bytes follow in this same batch (SSE needs it at once).
       queueMicrotask(() => {
-        if (!res.writableEnded && !res.destroyed && this.bytesOut === 0) res.flushHeaders();
+        if (!res.writableEnded && !res.destroyed && this.record.bytesOut === 0) res.flushHeaders();
       });
     }
   }
 
   onData(chunk: Buffer): void {
-    const { res, stream, ctx } = this;
-    this.bytesOut += chunk.length;
-    if (this.bytesOut > ctx.config.maxBodyBytes) {
-      ctx.log.warn({ url: this.req.url, bytes: this.bytesOut }, 'response body over the limit; cutting the connection');
+    const { res, stream, ctx, record } = this;
+    if (record.bytesOut + chunk.length > ctx.config.maxBodyBytes) {
+      ctx.log.warn({ url: this.req.url, bytes: record.bytesOut + chunk.length }, 'response body over the limit; cutting the connection');
+      record.fail('BURROW_ERR_RESPONSE_TOO_LARGE');
       stream.reset('BURROW_ERR_RESPONSE_TOO_LARGE', `response body is over this relay's limit of ${ctx.config.maxBodyBytes} bytes`);
       res.destroy();
       return;
     }
+    record.bytesOut += chunk.length;
     if (res.write(chunk)) {
       stream.consumed(chunk.length);
       return;
@@ -196,6 +208,7 @@ class HttpExchange implements StreamHandler {
   onReset(reason: Reason): void {
     clearTimeout(this.timer);
     const { req, res, ctx } = this;
+    this.record.fail(reason.code);
     if (reason.code === 'BURROW_ERR_CANCELLED' && res.destroyed) return;
     ctx.log.info({ method: req.method, url: req.url, code: reason.code }, reason.message);
     if (!res.headersSent) sendError(req, res, reason.code, reason.message);
@@ -204,6 +217,7 @@ class HttpExchange implements StreamHandler {
 
   private failBeforeHead(code: 'BURROW_ERR_LOCAL_ERROR' | 'BURROW_ERR_RESPONSE_TOO_LARGE', message: string): void {
     this.ctx.log.warn({ method: this.req.method, url: this.req.url, code }, message);
+    this.record.fail(code);
     this.stream.reset(code, message);
     sendError(this.req, this.res, code, message);
   }
@@ -213,6 +227,7 @@ class HttpExchange implements StreamHandler {
     if (res.headersSent || stream.isClosed) return;
     const message = `the local app did not answer within ${ctx.config.requestTimeoutMs} ms`;
     ctx.log.info({ method: req.method, url: req.url }, message);
+    this.record.fail('BURROW_ERR_TIMEOUT');
     stream.reset('BURROW_ERR_TIMEOUT', message);
     sendError(req, res, 'BURROW_ERR_TIMEOUT', message, true);
   };
@@ -225,7 +240,7 @@ class HttpExchange implements StreamHandler {
   private logDone(status: number): void {
     const level = this.ctx.log.level;
     if (level === 'debug' || level === 'trace')
-      this.ctx.log.debug({ method: this.req.method, url: this.req.url, status, bytesIn: this.bytesIn, bytesOut: this.bytesOut }, 'request done');
+      this.ctx.log.debug({ method: this.req.method, url: this.req.url, status, bytesIn: this.record.bytesIn, bytesOut: this.record.bytesOut }, 'request done');
   }
 }
 

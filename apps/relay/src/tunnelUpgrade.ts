@@ -2,42 +2,72 @@
  * A public upgrade request (WebSocket) on a tunnel host. The handshake goes to the local app
  * through the agent; on 101 the relay writes the app's own handshake answer and from then on
  * carries raw bytes both ways, so frames, subprotocols, extensions and close codes pass through
- * untouched. A refusal (403, 404, ...) is written back as the app sent it.
+ * untouched. A refusal (403, 404, ...) is written back as the app sent it. Every upgrade ends in
+ * the socket's 'close' event, where its RequestRecord is reported once.
  */
 
 import type { IncomingMessage } from 'node:http';
 import { validateHeaderName, validateHeaderValue } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Holder } from '@burrow/bus';
 import { bridge, type MuxStream } from '@burrow/mux';
-import { type BurrowError, decodeResponseHead, type ErrorCode, FrameType, type Reason, type ResponseHead } from '@burrow/protocol';
+import { type BurrowError, decodeResponseHead, ERRORS, type ErrorCode, FrameType, type Reason, type ResponseHead } from '@burrow/protocol';
 import { rawErrorResponse } from './errorResponse';
 import { encodeOpenHead } from './forwardHeaders';
 import type { RelayContext } from './relayContext';
+import { RequestRecord } from './requestRecord';
 import { resolveLocal, resolveRemote } from './resolveTunnel';
+
+/** Byte counters of the socket under an upgrade (a net.Socket for node:http servers). */
+const bytesRead = (socket: Duplex): number => (socket as Partial<Pick<Socket, 'bytesRead'>>).bytesRead ?? 0;
+const bytesWritten = (socket: Duplex): number => (socket as Partial<Pick<Socket, 'bytesWritten'>>).bytesWritten ?? 0;
+
+/** Where the payload starts in the socket's byte counters: after the handshake both ways. */
+interface WireMarks {
+  readonly readAtUpgrade: number;
+  writtenAfterHead: number | undefined;
+}
 
 export function handleTunnelUpgrade(ctx: RelayContext, req: IncomingMessage, socket: Duplex, head: Buffer, label: string): void {
   socket.on('error', () => {});
+  const record = new RequestRecord(ctx, req, 'websocket', label);
+  // What the parser read so far, but `head`, was the request head.
+  const marks: WireMarks = { readAtUpgrade: bytesRead(socket) - head.length, writtenAfterHead: undefined };
+  socket.once('close', () => {
+    // On the next tick: the other close listeners (the bridge's) first record why it ended.
+    process.nextTick(() => {
+      // Bytes after the handshake: WebSocket frames both ways, or the body of the app's refusal.
+      if (record.status === 101) record.bytesIn = Math.max(0, bytesRead(socket) - marks.readAtUpgrade);
+      if (marks.writtenAfterHead !== undefined) record.bytesOut = Math.max(0, bytesWritten(socket) - marks.writtenAfterHead);
+      record.finish();
+    });
+  });
   const holder = resolveLocal(ctx, label);
   if (holder !== undefined) {
-    proxyUpgrade(ctx, req, socket, head, holder);
+    proxyUpgrade(ctx, req, socket, head, holder, record, marks);
     return;
   }
   resolveRemote(ctx, label).then(
     (r) => {
-      if ('holder' in r) proxyUpgrade(ctx, req, socket, head, r.holder);
-      else refuse(ctx, req, socket, r.error, r.message);
+      if ('holder' in r) proxyUpgrade(ctx, req, socket, head, r.holder, record, marks);
+      else refuse(ctx, req, socket, record, r.error, r.message);
     },
     (err: unknown) => {
       ctx.log.error({ err, label }, 'tunnel lookup failed');
-      refuse(ctx, req, socket, 'BURROW_ERR_INTERNAL', 'the relay could not look this tunnel up; try again');
+      refuse(ctx, req, socket, record, 'BURROW_ERR_INTERNAL', 'the relay could not look this tunnel up; try again');
     },
   );
 }
 
-function refuse(ctx: RelayContext, req: IncomingMessage, socket: Duplex, code: ErrorCode, message: string): void {
+function refuse(ctx: RelayContext, req: IncomingMessage, socket: Duplex, record: RequestRecord, code: ErrorCode, message: string): void {
   ctx.log.info({ url: req.url, code }, `upgrade refused: ${message}`);
-  if (!socket.destroyed) socket.end(rawErrorResponse(code, message, req.headers.accept));
+  record.fail(code);
+  if (socket.destroyed) return;
+  // As renderError answers (499, the cancelled code, goes out as 502).
+  const status = ERRORS[code].status;
+  record.responded(status === 499 ? 502 : status);
+  socket.end(rawErrorResponse(code, message, req.headers.accept));
 }
 
 /** Serializes a response head for a raw socket, refusing header injection from the agent. */
@@ -56,13 +86,13 @@ function serializeHead(head: ResponseHead, closeAfter: boolean): Buffer {
   return Buffer.from(`${out}\r\n`, 'latin1');
 }
 
-function proxyUpgrade(ctx: RelayContext, req: IncomingMessage, socket: Duplex, head: Buffer, holder: Holder): void {
+function proxyUpgrade(ctx: RelayContext, req: IncomingMessage, socket: Duplex, head: Buffer, holder: Holder, record: RequestRecord, marks: WireMarks): void {
   let payload: Buffer;
   try {
     payload = encodeOpenHead(req, ctx.publicProto(), true);
   } catch (err) {
     const e = err as BurrowError;
-    refuse(ctx, req, socket, e.code, e.message);
+    refuse(ctx, req, socket, record, e.code, e.message);
     return;
   }
   socket.pause();
@@ -72,7 +102,7 @@ function proxyUpgrade(ctx: RelayContext, req: IncomingMessage, socket: Duplex, h
     if (answered) return;
     answered = true;
     stream.reset('BURROW_ERR_TIMEOUT', `the local app did not answer the upgrade within ${ctx.config.requestTimeoutMs} ms`);
-    refuse(ctx, req, socket, 'BURROW_ERR_TIMEOUT', `the local app did not answer within ${ctx.config.requestTimeoutMs} ms`);
+    refuse(ctx, req, socket, record, 'BURROW_ERR_TIMEOUT', `the local app did not answer within ${ctx.config.requestTimeoutMs} ms`);
   }, ctx.config.requestTimeoutMs);
   const onEarlyClose = (): void => {
     clearTimeout(timer);
@@ -96,15 +126,20 @@ function proxyUpgrade(ctx: RelayContext, req: IncomingMessage, socket: Duplex, h
       } catch (err) {
         const message = `the local app sent an invalid upgrade response: ${(err as Error).message}`;
         stream.reset('BURROW_ERR_LOCAL_ERROR', message);
-        refuse(ctx, req, socket, 'BURROW_ERR_LOCAL_ERROR', message);
+        refuse(ctx, req, socket, record, 'BURROW_ERR_LOCAL_ERROR', message);
         return;
       }
       socket.write(bytes);
+      record.responded(response.status);
+      marks.writtenAfterHead = bytesWritten(socket);
       if (response.status === 101) {
         if (head.length > 0) stream.write(head);
         bridge(socket, stream, {
           failureCode: 'BURROW_ERR_CANCELLED',
-          onDone: (reason) => ctx.log.debug({ url: req.url, code: reason?.code }, 'websocket closed'),
+          onDone: (reason) => {
+            if (reason !== undefined) record.fail(reason.code);
+            ctx.log.debug({ url: req.url, code: reason?.code }, 'websocket closed');
+          },
         });
         return;
       }
@@ -136,7 +171,7 @@ function proxyUpgrade(ctx: RelayContext, req: IncomingMessage, socket: Duplex, h
         return;
       }
       answered = true;
-      refuse(ctx, req, socket, reason.code, reason.message);
+      refuse(ctx, req, socket, record, reason.code, reason.message);
     },
   };
   stream.sendHead(FrameType.OPEN, payload, false);

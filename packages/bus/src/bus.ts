@@ -30,27 +30,92 @@ export interface Holder {
 
 export type Lookup =
   | { readonly state: 'online'; readonly holder: Holder }
+  /**
+   * Its session dropped less than the reconnect grace ago (released with graceMs > 0): the agent
+   * is probably reconnecting. Callers may wait for a new claim until `untilMs` (epoch ms).
+   */
+  | { readonly state: 'reconnecting'; readonly untilMs: number }
   /** Seen before (or a bound name) but no session holds it now. */
   | { readonly state: 'offline' }
   | { readonly state: 'unknown' };
 
+/** What renew() found for one label. */
+export type RenewResult =
+  /** The lease was this session's and now runs for another lease period. */
+  | 'renewed'
+  /** No lease was there (it expired, or Redis lost it): this session claimed it again. */
+  | 'reclaimed'
+  /** Another session holds the label now: this one was replaced. */
+  | 'lost';
+
+/** Every method rejects with BurrowError BURROW_ERR_BUS_UNAVAILABLE when the registry cannot be reached. */
 export interface Registry {
   /** Makes `holder` the holder of `label`; returns the holder it replaced, if another session. */
   claim(label: string, holder: Holder): Promise<Holder | undefined>;
-  /** Releases `label` if `sessionId` still holds it. */
-  release(label: string, sessionId: string): Promise<void>;
+  /**
+   * Releases `label` if `sessionId` still holds it. With graceMs > 0 the label looks
+   * 'reconnecting' for that long (the agent dropped and is expected back), then offline.
+   */
+  release(label: string, sessionId: string, graceMs?: number): Promise<void>;
+  /**
+   * Keeps this node's leases alive (one call per renewal period, all labels at once). A lease that
+   * vanished is claimed again, so leases come back after a registry restart without a reconnect.
+   * Results are in the order of `leases`.
+   */
+  renew(leases: ReadonlyArray<{ readonly label: string; readonly holder: Holder }>): Promise<RenewResult[]>;
   lookup(label: string): Promise<Lookup>;
   /** Binds a friendly name to a key on first claim. Returns the owning keyId (this one if bound now). */
   bindName(name: string, keyId: string): Promise<string>;
 }
 
+/** Why published messages reached nobody. */
+export type UndeliveredReason =
+  /** Nothing listens for that node: it died, or never existed. */
+  | 'no-listener'
+  /** The bus itself (Redis) is unreachable from this node. */
+  | 'bus-down';
+
+export interface BusHandlers {
+  /** A message addressed to this node. */
+  message(message: BusMessage): void;
+  /**
+   * Messages this node published that reached nobody. Always called asynchronously, never from
+   * inside publish(), so a handler may close the streams involved.
+   */
+  undelivered?(nodeId: string, messages: readonly BusMessage[], reason: UndeliveredReason): void;
+  /** The bus lost (false) or regained (true) its connection. Not called for the initial connect. */
+  connectionChanged?(up: boolean): void;
+}
+
+/** Running totals since the bus was made (for metrics). Messages are bus messages (frames), not Redis commands. */
+export interface BusStats {
+  readonly published: number;
+  readonly publishedBytes: number;
+  readonly received: number;
+  readonly receivedBytes: number;
+  /** Messages reported undelivered. */
+  readonly undelivered: number;
+  /** Failed bus operations (publish or registry calls that errored, connection errors). */
+  readonly errors: number;
+}
+
 export interface Bus {
   readonly nodeId: string;
   readonly registry: Registry;
-  /** Sends a message to a node. Returns false when it is known at once that nobody will get it. */
-  publish(nodeId: string, message: BusMessage): boolean;
-  /** Receives messages addressed to this node. One handler per bus. */
-  subscribe(handler: (message: BusMessage) => void): Promise<void>;
+  /** How long a lease lasts without renewal; holders renew well within it. */
+  readonly leaseTtlMs: number;
+  /** True while the bus can carry messages and answer registry calls. */
+  isUp(): boolean;
+  /**
+   * Sends a message to a node. Messages to one node arrive in publish order. A message to this
+   * node is delivered in process (no round trip). Failures are reported to handlers.undelivered.
+   */
+  publish(nodeId: string, message: BusMessage): void;
+  /** Receives messages addressed to this node. Once per bus. */
+  subscribe(handlers: BusHandlers): Promise<void>;
+  /** Of `nodeIds`, those that no longer listen on the bus (dead nodes). Rejects when the bus is down. */
+  absentNodes(nodeIds: readonly string[]): Promise<Set<string>>;
+  stats(): BusStats;
   /** Releases subscriptions and connections. Idempotent. */
   close(): Promise<void>;
 }

@@ -1,3 +1,7 @@
 /** @burrow/bus: frame delivery between relay nodes and the label registry. */
 export * from './bus';
+export { BATCH_FORMAT, BusCodecError, decodeBatch, encodeBatch, encodedSize } from './busCodec';
+export { keySlot } from './keySlot';
 export * from './memoryBus';
+export { RedisBus, type RedisBusOptions, type RedisBusStats } from './redisBus';
+export { RedisRegistry } from './redisRegistry';

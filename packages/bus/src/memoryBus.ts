@@ -4,7 +4,7 @@
  * and passes frames by reference (no encoding).
  */
 import { BurrowError } from '@burrow/protocol';
-import type { Bus, BusMessage, Holder, Lookup, Registry } from './bus';
+import type { Bus, BusHandlers, BusMessage, BusStats, Holder, Lookup, Registry, RenewResult } from './bus';
 
 export interface MemoryHubOptions {
   /** How long a released label is still reported offline (502) rather than unknown (404). */
@@ -18,6 +18,8 @@ export interface MemoryHubOptions {
    * them across restarts (the relay persists them; this package does no I/O).
    */
   readonly names?: NameBindings;
+  /** Reported as Bus.leaseTtlMs; in-process leases never expire (the process is the node). */
+  readonly leaseTtlMs?: number;
 }
 
 export interface NameBindings {
@@ -35,9 +37,11 @@ class MemoryRegistry implements Registry {
   private readonly holders = new Map<string, Holder>();
   /** label → time released; insertion order is age order. */
   private readonly offline = new Map<string, number>();
+  /** label → until when it is reported reconnecting. */
+  private readonly reconnecting = new Map<string, number>();
   private readonly names: Map<string, string>;
   constructor(
-    private readonly options: Required<Omit<MemoryHubOptions, 'names'>>,
+    private readonly options: Required<Omit<MemoryHubOptions, 'names' | 'leaseTtlMs'>>,
     private readonly bindings: NameBindings | undefined,
   ) {
     this.names = new Map(bindings?.initial ?? []);
@@ -47,12 +51,14 @@ class MemoryRegistry implements Registry {
     const previous = this.holders.get(label);
     this.holders.set(label, holder);
     this.offline.delete(label);
+    this.reconnecting.delete(label);
     return previous !== undefined && previous.sessionId !== holder.sessionId ? previous : undefined;
   }
 
-  async release(label: string, sessionId: string): Promise<void> {
+  async release(label: string, sessionId: string, graceMs = 0): Promise<void> {
     if (this.holders.get(label)?.sessionId !== sessionId) return;
     this.holders.delete(label);
+    if (graceMs > 0) this.reconnecting.set(label, Date.now() + graceMs);
     this.offline.set(label, Date.now());
     while (this.offline.size > this.options.maxOfflineLabels) {
       const oldest = this.offline.keys().next().value as string;
@@ -67,12 +73,30 @@ class MemoryRegistry implements Registry {
   lookupNow(label: string): Lookup {
     const holder = this.holders.get(label);
     if (holder !== undefined) return { state: 'online', holder };
+    const until = this.reconnecting.get(label);
+    if (until !== undefined) {
+      if (until > Date.now()) return { state: 'reconnecting', untilMs: until };
+      this.reconnecting.delete(label);
+    }
     const released = this.offline.get(label);
     if (released !== undefined) {
       if (Date.now() - released <= this.options.offlineMemoryMs) return { state: 'offline' };
       this.offline.delete(label);
     }
     return this.names.has(label) ? { state: 'offline' } : { state: 'unknown' };
+  }
+
+  async renew(leases: ReadonlyArray<{ readonly label: string; readonly holder: Holder }>): Promise<RenewResult[]> {
+    return leases.map(({ label, holder }) => {
+      const current = this.holders.get(label);
+      if (current === undefined) {
+        this.holders.set(label, holder);
+        this.offline.delete(label);
+        this.reconnecting.delete(label);
+        return 'reclaimed';
+      }
+      return current.sessionId === holder.sessionId ? 'renewed' : 'lost';
+    });
   }
 
   async bindName(name: string, keyId: string): Promise<string> {
@@ -93,6 +117,7 @@ class MemoryRegistry implements Registry {
 /** The shared medium of in-process nodes. */
 export class MemoryHub {
   readonly registry: MemoryRegistry;
+  readonly leaseTtlMs: number;
   private readonly nodes = new Map<string, (message: BusMessage) => void>();
   constructor(options: MemoryHubOptions = {}) {
     this.registry = new MemoryRegistry(
@@ -103,6 +128,7 @@ export class MemoryHub {
       },
       options.names,
     );
+    this.leaseTtlMs = options.leaseTtlMs ?? 10_000;
   }
   attach(nodeId: string, handler: (message: BusMessage) => void): void {
     if (this.nodes.has(nodeId)) throw new Error(`node id ${nodeId} is already attached to this hub`);
@@ -110,6 +136,9 @@ export class MemoryHub {
   }
   detach(nodeId: string): void {
     this.nodes.delete(nodeId);
+  }
+  has(nodeId: string): boolean {
+    return this.nodes.has(nodeId);
   }
   deliver(nodeId: string, message: BusMessage): boolean {
     const handler = this.nodes.get(nodeId);
@@ -121,28 +150,53 @@ export class MemoryHub {
 
 export class MemoryBus implements Bus {
   readonly registry: Registry;
-  private subscribed = false;
+  readonly leaseTtlMs: number;
+  private handlers: BusHandlers | undefined;
+  private readonly counts = { published: 0, publishedBytes: 0, received: 0, receivedBytes: 0, undelivered: 0, errors: 0 };
   constructor(
     readonly nodeId: string,
     private readonly hub: MemoryHub = new MemoryHub(),
   ) {
     this.registry = hub.registry;
+    this.leaseTtlMs = hub.leaseTtlMs;
   }
 
-  publish(nodeId: string, message: BusMessage): boolean {
-    return this.hub.deliver(nodeId, message);
+  isUp(): boolean {
+    return true;
   }
 
-  async subscribe(handler: (message: BusMessage) => void): Promise<void> {
-    if (this.subscribed) throw new Error('MemoryBus.subscribe called twice');
+  publish(nodeId: string, message: BusMessage): void {
+    const bytes = message.kind === 'sessionReplaced' ? 0 : message.frame.payload.length;
+    this.counts.published++;
+    this.counts.publishedBytes += bytes;
+    if (this.hub.deliver(nodeId, message)) return;
+    this.counts.undelivered++;
+    const handlers = this.handlers;
+    if (handlers?.undelivered !== undefined) queueMicrotask(() => handlers.undelivered?.(nodeId, [message], 'no-listener'));
+  }
+
+  async subscribe(handlers: BusHandlers): Promise<void> {
+    if (this.handlers !== undefined) throw new Error('MemoryBus.subscribe called twice');
     // Attach first: if the id is taken, this bus must not think it holds it (close() would detach the holder).
-    this.hub.attach(this.nodeId, handler);
-    this.subscribed = true;
+    this.hub.attach(this.nodeId, (message) => {
+      this.counts.received++;
+      this.counts.receivedBytes += message.kind === 'sessionReplaced' ? 0 : message.frame.payload.length;
+      handlers.message(message);
+    });
+    this.handlers = handlers;
+  }
+
+  stats(): BusStats {
+    return { ...this.counts };
+  }
+
+  async absentNodes(nodeIds: readonly string[]): Promise<Set<string>> {
+    return new Set(nodeIds.filter((id) => !this.hub.has(id)));
   }
 
   async close(): Promise<void> {
-    if (!this.subscribed) return;
-    this.subscribed = false;
+    if (this.handlers === undefined) return;
+    this.handlers = undefined;
     this.hub.detach(this.nodeId);
   }
 }

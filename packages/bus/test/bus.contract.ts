@@ -7,13 +7,12 @@
  * session ids are unique per test, so a shared medium (a real Redis) needs no flushing.
  *
  * Deliberately not in the contract (implementation-specific):
- * - publish() to a node nobody listens on: MemoryBus knows at once and returns false; a Redis
- *   pub/sub bus may not know and return true. See memoryBus.test.ts.
  * - synchronous delivery and pass-by-reference payloads (memory only).
  * - how long released labels are remembered as offline (options of each implementation).
+ * - lease expiry without renewal (Redis only: in-process leases live as long as the process).
  */
 import { randomBytes } from 'node:crypto';
-import type { Bus, BusMessage, Holder } from '@burrow/bus';
+import type { Bus, BusMessage, Holder, UndeliveredReason } from '@burrow/bus';
 import { FLAG_FIN, FrameType } from '@burrow/protocol';
 
 export interface BusPair {
@@ -25,6 +24,13 @@ export interface BusPair {
 /** Messages received by one node, with a way to wait for the nth (no fixed sleeps). */
 class Inbox {
   readonly messages: BusMessage[] = [];
+  readonly undelivered: Array<{ nodeId: string; messages: readonly BusMessage[]; reason: UndeliveredReason }> = [];
+  readonly handlers = {
+    message: (m: BusMessage): void => this.handler(m),
+    undelivered: (nodeId: string, messages: readonly BusMessage[], reason: UndeliveredReason): void => {
+      this.undelivered.push({ nodeId, messages, reason });
+    },
+  };
   private waiters: Array<{ n: number; resolve: () => void }> = [];
   readonly handler = (m: BusMessage): void => {
     this.messages.push(m);
@@ -62,8 +68,8 @@ export function busContract(name: string, makeBuses: () => Promise<BusPair>): vo
       pair = await makeBuses();
       inboxA = new Inbox();
       inboxB = new Inbox();
-      await pair.a.subscribe(inboxA.handler);
-      await pair.b.subscribe(inboxB.handler);
+      await pair.a.subscribe(inboxA.handlers);
+      await pair.b.subscribe(inboxB.handlers);
     });
 
     afterEach(async () => {
@@ -85,7 +91,7 @@ export function busContract(name: string, makeBuses: () => Promise<BusPair>): vo
           replyNode: pair.a.nodeId,
           frame: { type: FrameType.DATA, flags: FLAG_FIN, streamId: 0xffff_fffd, payload },
         };
-        expect(pair.a.publish(pair.b.nodeId, message)).toBe(true);
+        pair.a.publish(pair.b.nodeId, message);
         await inboxB.waitFor(1);
         expect(inboxB.messages).toHaveLength(1);
         const got = inboxB.messages[0];
@@ -109,8 +115,8 @@ export function busContract(name: string, makeBuses: () => Promise<BusPair>): vo
           { kind: 'toIngress', frame: { type: FrameType.END, flags: 0, streamId: 1, payload: Buffer.alloc(0) } },
         ];
         const replaced: BusMessage = { kind: 'sessionReplaced', sessionId: uniq('session') };
-        for (const m of toA) expect(pair.b.publish(pair.a.nodeId, m)).toBe(true);
-        expect(pair.a.publish(pair.b.nodeId, replaced)).toBe(true);
+        for (const m of toA) pair.b.publish(pair.a.nodeId, m);
+        pair.a.publish(pair.b.nodeId, replaced);
         await inboxA.waitFor(3);
         await inboxB.waitFor(1);
         const plain = (m: BusMessage | undefined): unknown =>
@@ -126,6 +132,64 @@ export function busContract(name: string, makeBuses: () => Promise<BusPair>): vo
         pair.b.publish(pair.b.nodeId, { kind: 'sessionReplaced', sessionId: 'marker' });
         await inboxB.waitFor(2);
         expect(inboxA.messages).toHaveLength(0);
+      });
+
+      test('many messages to one node arrive complete and in order', async () => {
+        const n = 2000;
+        for (let i = 0; i < n; i++) {
+          const payload = Buffer.alloc(i % 300);
+          payload.fill(i & 0xff);
+          pair.a.publish(pair.b.nodeId, { kind: 'toIngress', frame: { type: FrameType.DATA, flags: 0, streamId: i + 1, payload } });
+        }
+        await inboxB.waitFor(n, 10_000);
+        inboxB.messages.forEach((m, i) => {
+          if (m.kind !== 'toIngress') throw new Error(`message ${i} is ${m.kind}`);
+          expect(m.frame.streamId).toBe(i + 1);
+          expect(m.frame.payload.length).toBe(i % 300);
+          if (m.frame.payload.length > 0) expect(m.frame.payload[0]).toBe(i & 0xff);
+        });
+      });
+
+      test('a message to a node nobody listens on is reported undelivered (no-listener), never delivered', async () => {
+        const ghost = uniq('ghost-node');
+        const message: BusMessage = { kind: 'sessionReplaced', sessionId: uniq('session') };
+        pair.a.publish(ghost, message);
+        expect(inboxA.undelivered).toHaveLength(0); // asynchronous, never inside publish()
+        const deadline = Date.now() + 2000;
+        while (inboxA.undelivered.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+        expect(inboxA.undelivered).toHaveLength(1);
+        expect(inboxA.undelivered[0]?.nodeId).toBe(ghost);
+        expect(inboxA.undelivered[0]?.reason).toBe('no-listener');
+        expect(inboxA.undelivered[0]?.messages).toStrictEqual([message]);
+        expect(inboxB.messages).toHaveLength(0);
+      });
+
+      test('absentNodes names the nodes that do not listen, and a node once it closes', async () => {
+        const ghost = uniq('ghost-node');
+        expect(await pair.a.absentNodes([pair.a.nodeId, pair.b.nodeId, ghost])).toStrictEqual(new Set([ghost]));
+        expect(await pair.a.absentNodes([])).toStrictEqual(new Set());
+        await pair.b.close();
+        expect(await pair.a.absentNodes([pair.b.nodeId])).toStrictEqual(new Set([pair.b.nodeId]));
+      });
+
+      test('stats() counts published, received and undelivered messages and their payload bytes', async () => {
+        const zero = { published: 0, publishedBytes: 0, received: 0, receivedBytes: 0, undelivered: 0, errors: 0 };
+        expect(pair.a.stats()).toMatchObject(zero);
+        const frame = (n: number) => ({ type: FrameType.DATA, flags: 0, streamId: n, payload: Buffer.alloc(n) });
+        pair.a.publish(pair.b.nodeId, { kind: 'toIngress', frame: frame(10) });
+        pair.a.publish(pair.b.nodeId, { kind: 'toSession', sessionId: uniq('session'), replyNode: pair.a.nodeId, frame: frame(5) });
+        pair.a.publish(pair.b.nodeId, { kind: 'sessionReplaced', sessionId: uniq('session') });
+        pair.a.publish(uniq('ghost-node'), { kind: 'toIngress', frame: frame(3) });
+        await inboxB.waitFor(3);
+        const deadline = Date.now() + 2000;
+        while (inboxA.undelivered.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+        expect(pair.a.stats()).toMatchObject({ published: 4, publishedBytes: 18, received: 0, receivedBytes: 0, undelivered: 1 });
+        expect(pair.b.stats()).toMatchObject({ published: 0, publishedBytes: 0, received: 3, receivedBytes: 15, undelivered: 0 });
+      });
+
+      test('the bus is up and has a positive lease period', () => {
+        expect(pair.a.isUp()).toBe(true);
+        expect(pair.a.leaseTtlMs).toBeGreaterThan(0);
       });
     });
 
@@ -215,6 +279,65 @@ export function busContract(name: string, makeBuses: () => Promise<BusPair>): vo
           expect(rb).toBeUndefined();
           expect(lookup).toStrictEqual({ state: 'online', holder: ha });
         }
+      });
+    });
+
+    describe('reconnect grace and renewal', () => {
+      const holder = (nodeId: string, sessionId = uniq('session'), keyId = uniq('key')): Holder => ({ nodeId, sessionId, keyId });
+
+      test('release with a grace: reconnecting until the grace ends, then offline', async () => {
+        const label = uniq('label');
+        const h = holder(pair.a.nodeId);
+        await pair.a.registry.claim(label, h);
+        const before = Date.now();
+        await pair.a.registry.release(label, h.sessionId, 300);
+        const during = await pair.b.registry.lookup(label);
+        if (during.state !== 'reconnecting') throw new Error(`expected reconnecting, got ${JSON.stringify(during)}`);
+        expect(during.untilMs).toBeGreaterThanOrEqual(before + 300 - 50);
+        expect(during.untilMs).toBeLessThanOrEqual(Date.now() + 300 + 50);
+        const deadline = Date.now() + 3000;
+        let state = during.state as string;
+        while (state === 'reconnecting' && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 20));
+          state = (await pair.a.registry.lookup(label)).state;
+        }
+        expect(state).toBe('offline');
+      });
+
+      test('a claim during the grace makes the label online again, and returns no previous holder', async () => {
+        const label = uniq('label');
+        const first = holder(pair.a.nodeId);
+        await pair.a.registry.claim(label, first);
+        await pair.a.registry.release(label, first.sessionId, 5000);
+        const next = holder(pair.b.nodeId, uniq('session'), first.keyId);
+        expect(await pair.b.registry.claim(label, next)).toBeUndefined();
+        expect(await pair.a.registry.lookup(label)).toStrictEqual({ state: 'online', holder: next });
+      });
+
+      test('release without a grace is offline at once', async () => {
+        const label = uniq('label');
+        const h = holder(pair.a.nodeId);
+        await pair.a.registry.claim(label, h);
+        await pair.a.registry.release(label, h.sessionId, 0);
+        expect(await pair.b.registry.lookup(label)).toStrictEqual({ state: 'offline' });
+      });
+
+      test('renew: renewed for its own lease, reclaimed where none is, lost where another session holds it', async () => {
+        const [mine, gone, taken] = [uniq('label'), uniq('label'), uniq('label')];
+        const h = holder(pair.a.nodeId);
+        await pair.a.registry.claim(mine, h);
+        await pair.a.registry.claim(taken, h);
+        const other = holder(pair.b.nodeId);
+        await pair.b.registry.claim(taken, other);
+        const results = await pair.a.registry.renew([
+          { label: mine, holder: h },
+          { label: gone, holder: h },
+          { label: taken, holder: h },
+        ]);
+        expect(results).toStrictEqual(['renewed', 'reclaimed', 'lost']);
+        expect(await pair.b.registry.lookup(gone)).toStrictEqual({ state: 'online', holder: h });
+        expect(await pair.b.registry.lookup(taken)).toStrictEqual({ state: 'online', holder: other });
+        expect(await pair.a.registry.renew([])).toStrictEqual([]);
       });
     });
 

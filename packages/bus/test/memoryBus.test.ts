@@ -21,95 +21,112 @@ const holder = (sessionId: string, nodeId = 'node-a'): Holder => ({ nodeId, sess
 describe('MemoryBus specifics', () => {
   const message: BusMessage = { kind: 'toIngress', frame: { type: FrameType.DATA, flags: 0, streamId: 3, payload: Buffer.from('x') } };
 
-  test('publish to a node nobody subscribed as returns false', () => {
+  /** A subscribed bus and what it received, including undelivered reports. */
+  async function node(id: string, hub: MemoryHub) {
+    const bus = new MemoryBus(id, hub);
+    const got: BusMessage[] = [];
+    const undelivered: Array<{ nodeId: string; messages: readonly BusMessage[]; reason: string }> = [];
+    await bus.subscribe({ message: (m) => got.push(m), undelivered: (nodeId, messages, reason) => undelivered.push({ nodeId, messages, reason }) });
+    return { bus, got, undelivered };
+  }
+
+  test('publish to a node nobody subscribed as is reported undelivered, asynchronously', async () => {
     const hub = new MemoryHub();
-    const a = new MemoryBus('a', hub);
-    expect(a.publish('nobody', message)).toBe(false);
+    const a = await node('a', hub);
+    a.bus.publish('nobody', message);
     const idle = new MemoryBus('idle', hub); // constructed, never subscribed
-    expect(a.publish(idle.nodeId, message)).toBe(false);
+    a.bus.publish(idle.nodeId, message);
+    expect(a.undelivered).toHaveLength(0); // never from inside publish()
+    await Promise.resolve();
+    expect(a.undelivered).toStrictEqual([
+      { nodeId: 'nobody', messages: [message], reason: 'no-listener' },
+      { nodeId: 'idle', messages: [message], reason: 'no-listener' },
+    ]);
+    expect(await a.bus.absentNodes(['a', 'nobody', 'idle'])).toStrictEqual(new Set(['nobody', 'idle']));
   });
 
-  test('publish to a node that closed returns false', async () => {
+  test('publish to a node that closed is reported undelivered', async () => {
     const hub = new MemoryHub();
-    const a = new MemoryBus('a', hub);
-    const b = new MemoryBus('b', hub);
-    const got: BusMessage[] = [];
-    await b.subscribe((m) => got.push(m));
-    expect(a.publish('b', message)).toBe(true);
-    await b.close();
-    expect(a.publish('b', message)).toBe(false);
-    expect(got).toHaveLength(1);
+    const a = await node('a', hub);
+    const b = await node('b', hub);
+    a.bus.publish('b', message);
+    await b.bus.close();
+    a.bus.publish('b', message);
+    await Promise.resolve();
+    expect(b.got).toHaveLength(1);
+    expect(a.undelivered.map((u) => u.nodeId)).toStrictEqual(['b']);
+    expect(await a.bus.absentNodes(['b'])).toStrictEqual(new Set(['b']));
   });
 
   test('delivery is synchronous and passes the payload by reference', async () => {
     const hub = new MemoryHub();
-    const a = new MemoryBus('a', hub);
-    const b = new MemoryBus('b', hub);
-    const got: BusMessage[] = [];
-    await b.subscribe((m) => got.push(m));
-    a.publish('b', message);
-    expect(got).toHaveLength(1);
-    expect(got[0]).toBe(message);
+    const a = await node('a', hub);
+    const b = await node('b', hub);
+    a.bus.publish('b', message);
+    expect(b.got).toHaveLength(1);
+    expect(b.got[0]).toBe(message);
   });
 
   test('a node can publish to itself', async () => {
-    const bus = new MemoryBus('solo');
-    const got: BusMessage[] = [];
-    await bus.subscribe((m) => got.push(m));
-    expect(bus.publish('solo', message)).toBe(true);
-    expect(got).toStrictEqual([message]);
-    await bus.close();
+    const solo = await node('solo', new MemoryHub());
+    solo.bus.publish('solo', message);
+    expect(solo.got).toStrictEqual([message]);
+    await solo.bus.close();
   });
 
   test('buses without a shared hub are separate media', async () => {
-    const a = new MemoryBus('same');
-    const b = new MemoryBus('other');
-    await a.subscribe(() => {});
-    await b.subscribe(() => {});
-    expect(a.publish('other', message)).toBe(false);
-    await a.registry.claim('label', holder('s1'));
-    expect(await b.registry.lookup('label')).toStrictEqual({ state: 'unknown' });
-    await a.close();
-    await b.close();
+    const a = await node('same', new MemoryHub());
+    const b = await node('other', new MemoryHub());
+    a.bus.publish('other', message);
+    await Promise.resolve();
+    expect(b.got).toHaveLength(0);
+    expect(a.undelivered).toHaveLength(1);
+    await a.bus.registry.claim('label', holder('s1'));
+    expect(await b.bus.registry.lookup('label')).toStrictEqual({ state: 'unknown' });
+    await a.bus.close();
+    await b.bus.close();
   });
 
   test('attaching a node id twice throws', async () => {
     const hub = new MemoryHub();
     hub.attach('x', () => {});
     expect(() => hub.attach('x', () => {})).toThrow(/already attached/);
-    const first = new MemoryBus('dup', hub);
+    const first = await node('dup', hub);
     const second = new MemoryBus('dup', hub);
-    const gotFirst: BusMessage[] = [];
-    await first.subscribe((m) => gotFirst.push(m));
-    await expect(second.subscribe(() => {})).rejects.toThrow(/already attached/);
+    await expect(second.subscribe({ message: () => {} })).rejects.toThrow(/already attached/);
     // The failed bus cleaning up must not detach the node that holds the id.
     await second.close();
-    expect(new MemoryBus('sender', hub).publish('dup', message)).toBe(true);
-    expect(gotFirst).toHaveLength(1);
+    new MemoryBus('sender', hub).publish('dup', message);
+    expect(first.got).toHaveLength(1);
     // Once the first closes, the id is free again.
-    await first.close();
+    await first.bus.close();
     const third = new MemoryBus('dup', hub);
-    await expect(third.subscribe(() => {})).resolves.toBeUndefined();
+    await expect(third.subscribe({ message: () => {} })).resolves.toBeUndefined();
     await third.close();
   });
 
   test('subscribing the same bus twice throws', async () => {
     const bus = new MemoryBus('twice');
-    await bus.subscribe(() => {});
-    await expect(bus.subscribe(() => {})).rejects.toThrow(/twice/);
+    await bus.subscribe({ message: () => {} });
+    await expect(bus.subscribe({ message: () => {} })).rejects.toThrow(/twice/);
     await bus.close();
   });
 
   test('close() before subscribe is a no-op and does not detach another bus with the same id', async () => {
     const hub = new MemoryHub();
-    const live = new MemoryBus('n', hub);
-    const got: BusMessage[] = [];
-    await live.subscribe((m) => got.push(m));
+    const live = await node('n', hub);
     const idle = new MemoryBus('n', hub);
     await idle.close();
-    expect(new MemoryBus('p', hub).publish('n', message)).toBe(true);
-    expect(got).toHaveLength(1);
-    await live.close();
+    new MemoryBus('p', hub).publish('n', message);
+    expect(live.got).toHaveLength(1);
+    await live.bus.close();
+  });
+
+  test('is always up; leaseTtlMs comes from the hub', () => {
+    const bus = new MemoryBus('x', new MemoryHub({ leaseTtlMs: 1234 }));
+    expect(bus.isUp()).toBe(true);
+    expect(bus.leaseTtlMs).toBe(1234);
+    expect(new MemoryBus('y').leaseTtlMs).toBe(10_000);
   });
 });
 

@@ -50,6 +50,8 @@ export const ERRORS = {
   BURROW_ERR_HEADERS_TOO_LARGE: { wire: 112, status: 431, close: 1009, title: 'Request head too large' },
   BURROW_ERR_NOT_FOUND: { wire: 113, status: 404, close: 1011, title: 'No such relay route' },
   BURROW_ERR_CLIENT_TIMEOUT: { wire: 114, status: 408, close: 1001, title: 'Request not received in time' },
+  BURROW_ERR_BUS_UNAVAILABLE: { wire: 115, status: 503, close: 1013, title: 'Relay cannot reach the shared bus (Redis)' },
+  BURROW_ERR_NODE_UNREACHABLE: { wire: 116, status: 502, close: 1011, title: 'Relay node holding the tunnel is unreachable' },
   BURROW_ERR_INTERNAL: { wire: 199, status: 500, close: 1011, title: 'Internal relay error' },
 } as const satisfies Record<string, ErrorSpec>;
 

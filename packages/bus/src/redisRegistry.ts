@@ -1,0 +1,212 @@
+/**
+ * The label registry kept in Redis. Every key of one label shares the hash tag `{l:<label>}`, so
+ * each Lua script below touches one cluster slot and runs atomically in standalone and cluster mode.
+ *
+ *   <prefix>{l:<label>}:lease   hash s=sessionId n=nodeId k=keyId, PX leaseTtlMs      → online
+ *   <prefix>{l:<label>}:reconn  string untilMs (epoch ms, releasing node's clock), PX graceMs → reconnecting
+ *   <prefix>{l:<label>}:seen    "1", PX offlineMemoryMs (+ leaseTtlMs while held)      → offline
+ *   <prefix>{l:<label>}:name    keyId bound to the friendly name, no expiry            → offline
+ *   <prefix>names:count         number of bound names (bounded by maxNames)
+ */
+import { BurrowError } from '@burrow/protocol';
+import type { Cluster, Redis } from 'ioredis';
+import type { Holder, Lookup, Registry, RenewResult } from './bus';
+
+/** claim: KEYS lease, reconn, seen; ARGV sessionId, nodeId, keyId, leaseTtlMs, seenTtlMs → previous holder of another session, or nil. */
+const CLAIM = `
+local prev = redis.call('HMGET', KEYS[1], 's', 'n', 'k')
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('HSET', KEYS[1], 's', ARGV[1], 'n', ARGV[2], 'k', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('SET', KEYS[3], '1', 'PX', ARGV[5])
+if prev[1] and prev[1] ~= ARGV[1] then return prev end
+return false
+`;
+
+/** release: KEYS lease, reconn, seen; ARGV sessionId, graceMs, untilMs, offlineMemoryMs → 1 if released. */
+const RELEASE = `
+if redis.call('HGET', KEYS[1], 's') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+if tonumber(ARGV[2]) > 0 then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2]) end
+redis.call('SET', KEYS[3], '1', 'PX', ARGV[4])
+return 1
+`;
+
+/** renew: KEYS lease, reconn, seen; ARGV sessionId, nodeId, keyId, leaseTtlMs, seenTtlMs → 0 renewed, 1 reclaimed, 2 lost. */
+const RENEW = `
+local s = redis.call('HGET', KEYS[1], 's')
+if s == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  redis.call('SET', KEYS[3], '1', 'PX', ARGV[5])
+  return 0
+end
+if s then return 2 end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('HSET', KEYS[1], 's', ARGV[1], 'n', ARGV[2], 'k', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('SET', KEYS[3], '1', 'PX', ARGV[5])
+return 1
+`;
+
+/** lookup: KEYS lease, reconn, seen, name → {'online', s, n, k} | {'reconnecting', untilMs} | {'offline'} | {'unknown'}. */
+const LOOKUP = `
+local h = redis.call('HMGET', KEYS[1], 's', 'n', 'k')
+if h[1] then return {'online', h[1], h[2], h[3]} end
+local u = redis.call('GET', KEYS[2])
+if u then return {'reconnecting', u} end
+if redis.call('EXISTS', KEYS[3], KEYS[4]) > 0 then return {'offline'} end
+return {'unknown'}
+`;
+
+/** bind: KEYS name; ARGV keyId → the existing owner, or nil after binding keyId. */
+const BIND = `
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1])
+return false
+`;
+
+export const REGISTRY_SCRIPTS = {
+  burrowClaim: { numberOfKeys: 3, lua: CLAIM },
+  burrowRelease: { numberOfKeys: 3, lua: RELEASE },
+  burrowRenew: { numberOfKeys: 3, lua: RENEW },
+  burrowLookup: { numberOfKeys: 4, lua: LOOKUP },
+  burrowBind: { numberOfKeys: 1, lua: BIND },
+} as const;
+
+type ScriptName = keyof typeof REGISTRY_SCRIPTS;
+/** Labels renewed per round trip. */
+const RENEW_CHUNK = 1000;
+type Client = Redis | Cluster;
+
+/** Installs the registry scripts on a client (EVALSHA, falling back to EVAL after a Redis restart). */
+export function defineRegistryScripts(client: Client): void {
+  for (const [name, def] of Object.entries(REGISTRY_SCRIPTS)) client.defineCommand(name, def);
+}
+
+export interface RegistrySettings {
+  readonly keyPrefix: string;
+  readonly leaseTtlMs: number;
+  readonly offlineMemoryMs: number;
+  readonly maxNames: number;
+}
+
+/** What the registry needs from the bus: a ready client, and errors mapped to BUS_UNAVAILABLE. */
+export interface RegistryHost {
+  /** Runs `fn` on the command client; rejects with BurrowError BURROW_ERR_BUS_UNAVAILABLE when Redis cannot be reached. */
+  command<T>(what: string, fn: (client: Client) => Promise<T>): Promise<T>;
+}
+
+function script(client: Client, name: ScriptName, ...args: Array<string | number>): Promise<unknown> {
+  return (client as unknown as Record<ScriptName, (...a: Array<string | number>) => Promise<unknown>>)[name](...args);
+}
+
+export class RedisRegistry implements Registry {
+  private readonly countKey: string;
+  constructor(
+    private readonly host: RegistryHost,
+    private readonly settings: RegistrySettings,
+  ) {
+    this.countKey = `${settings.keyPrefix}names:count`;
+  }
+
+  /** Keys of one label, all in one cluster slot. */
+  keys(label: string): { lease: string; reconn: string; seen: string; name: string } {
+    const base = `${this.settings.keyPrefix}{l:${label}}`;
+    return { lease: `${base}:lease`, reconn: `${base}:reconn`, seen: `${base}:seen`, name: `${base}:name` };
+  }
+
+  private get heldSeenTtlMs(): number {
+    return this.settings.offlineMemoryMs + this.settings.leaseTtlMs;
+  }
+
+  claim(label: string, holder: Holder): Promise<Holder | undefined> {
+    const k = this.keys(label);
+    return this.host.command('claim', async (c) => {
+      const prev = await script(
+        c,
+        'burrowClaim',
+        k.lease,
+        k.reconn,
+        k.seen,
+        holder.sessionId,
+        holder.nodeId,
+        holder.keyId,
+        this.settings.leaseTtlMs,
+        this.heldSeenTtlMs,
+      );
+      if (!Array.isArray(prev)) return undefined;
+      return { nodeId: String(prev[1]), sessionId: String(prev[0]), keyId: String(prev[2]) };
+    });
+  }
+
+  release(label: string, sessionId: string, graceMs = 0): Promise<void> {
+    const k = this.keys(label);
+    const grace = Math.max(0, Math.ceil(graceMs));
+    // untilMs is the releasing node's clock (Date.now() + grace); the marker itself expires by Redis' clock (PX grace).
+    const untilMs = Date.now() + grace;
+    return this.host.command('release', async (c) => {
+      await script(c, 'burrowRelease', k.lease, k.reconn, k.seen, sessionId, grace, untilMs, this.settings.offlineMemoryMs);
+    });
+  }
+
+  lookup(label: string): Promise<Lookup> {
+    const k = this.keys(label);
+    return this.host.command('lookup', async (c) => {
+      const r = (await script(c, 'burrowLookup', k.lease, k.reconn, k.seen, k.name)) as string[];
+      switch (r[0]) {
+        case 'online':
+          return { state: 'online', holder: { nodeId: String(r[2]), sessionId: String(r[1]), keyId: String(r[3]) } };
+        case 'reconnecting':
+          return { state: 'reconnecting', untilMs: Number(r[1]) };
+        case 'offline':
+          return { state: 'offline' };
+        default:
+          return { state: 'unknown' };
+      }
+    });
+  }
+
+  async renew(leases: ReadonlyArray<{ readonly label: string; readonly holder: Holder }>): Promise<RenewResult[]> {
+    if (leases.length === 0) return [];
+    const { leaseTtlMs } = this.settings;
+    const seenTtl = this.heldSeenTtlMs;
+    // One EVALSHA per label; ioredis auto-pipelining sends them in one write per node (per shard in
+    // cluster mode). Chunks keep any one command from waiting behind thousands (commandTimeout).
+    return this.host.command('renew', async (c) => {
+      const results: RenewResult[] = [];
+      for (let start = 0; start < leases.length; start += RENEW_CHUNK) {
+        const chunk = leases.slice(start, start + RENEW_CHUNK);
+        const codes = await Promise.all(
+          chunk.map(({ label, holder }) => {
+            const k = this.keys(label);
+            return script(c, 'burrowRenew', k.lease, k.reconn, k.seen, holder.sessionId, holder.nodeId, holder.keyId, leaseTtlMs, seenTtl);
+          }),
+        );
+        for (const r of codes) results.push(r === 0 ? 'renewed' : r === 1 ? 'reclaimed' : 'lost');
+      }
+      return results;
+    });
+  }
+
+  bindName(name: string, keyId: string): Promise<string> {
+    const nameKey = this.keys(name).name;
+    return this.host.command('bindName', async (c) => {
+      const owner = await c.get(nameKey);
+      if (owner !== null) return owner;
+      // The count lives in another slot than the name, so it is reserved first and given back if unused.
+      const count = await c.incr(this.countKey);
+      if (count > this.settings.maxNames) {
+        await c.decr(this.countKey);
+        throw new BurrowError(
+          'BURROW_ERR_NAME_LIMIT',
+          `the relay fleet already holds ${this.settings.maxNames} friendly names; use the key's own URL, or ask the operator to raise --max-names`,
+        );
+      }
+      const existing = await script(c, 'burrowBind', nameKey, keyId);
+      if (existing === null || existing === undefined) return keyId;
+      await c.decr(this.countKey);
+      return String(existing);
+    });
+  }
+}
