@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { RelayMetrics } from './metrics';
 
 /** Why /readyz answers 503, most decisive first. */
-export type NotReadyReason = 'closing' | 'draining' | 'not-listening' | 'bus-down';
+export type NotReadyReason = 'closing' | 'draining' | 'not-listening';
 
 export interface ReadinessState {
   /** The public listener accepts connections. */
@@ -20,14 +20,19 @@ export interface ReadinessState {
   readonly closing: boolean;
 }
 
-export type Readiness = { readonly ready: true } | { readonly ready: false; readonly reason: NotReadyReason; readonly message: string };
+export type Readiness =
+  /** degraded: ready, but without the bus (Redis): it serves the tunnels whose agents it holds. */
+  | { readonly ready: true; readonly degraded?: { readonly reason: 'bus-down'; readonly message: string } }
+  | { readonly ready: false; readonly reason: NotReadyReason; readonly message: string };
 
 /** Ready means: send this node new traffic. */
 export function readiness(s: ReadinessState): Readiness {
   if (s.closing) return { ready: false, reason: 'closing', message: 'the relay is shutting down' };
   if (s.draining) return { ready: false, reason: 'draining', message: 'the relay is draining: finishing requests in flight, taking no new agents' };
   if (!s.listening) return { ready: false, reason: 'not-listening', message: 'the public listener is not accepting connections' };
-  if (!s.busUp) return { ready: false, reason: 'bus-down', message: 'the bus (Redis) is unreachable: tunnels on other nodes cannot be served' };
+  // Still ready: every node loses Redis at once, and a balancer with no ready node serves nobody,
+  // while each node can still serve the tunnels whose agents it holds.
+  if (!s.busUp) return { ready: true, degraded: { reason: 'bus-down', message: 'the bus (Redis) is unreachable: only tunnels held by this node are served' } };
   return { ready: true };
 }
 
@@ -90,7 +95,8 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
         return;
       case '/readyz': {
         const r = readiness(options.readiness());
-        if (r.ready) sendJson(res, 200, { status: 'ready', node: nodeId }, head);
+        if (r.ready && r.degraded !== undefined) sendJson(res, 200, { status: 'degraded', node: nodeId, ...r.degraded }, head);
+        else if (r.ready) sendJson(res, 200, { status: 'ready', node: nodeId }, head);
         else sendJson(res, 503, { status: 'not ready', node: nodeId, reason: r.reason, message: r.message }, head);
         return;
       }

@@ -50,7 +50,7 @@ const READY: ReadinessState = { listening: true, busUp: true, draining: false, c
 describe('readiness', () => {
   test('ready only when listening, bus up, not draining and not closing; the most decisive reason wins', () => {
     expect(readiness(READY)).toEqual({ ready: true });
-    expect(readiness({ ...READY, busUp: false })).toMatchObject({ ready: false, reason: 'bus-down' });
+    expect(readiness({ ...READY, busUp: false })).toMatchObject({ ready: true, degraded: { reason: 'bus-down' } });
     expect(readiness({ ...READY, listening: false, busUp: false })).toMatchObject({ ready: false, reason: 'not-listening' });
     expect(readiness({ ...READY, draining: true, listening: false })).toMatchObject({ ready: false, reason: 'draining' });
     expect(readiness({ ...READY, draining: true, closing: true })).toMatchObject({ ready: false, reason: 'closing' });
