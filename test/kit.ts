@@ -8,7 +8,7 @@ import net, { type AddressInfo } from 'node:net';
 import { type ConnectOptions, connect, type Tunnel } from '@burrow/agent';
 import type { Bus } from '@burrow/bus';
 import { type KeyPair, keyPairFromSeed } from '@burrow/protocol';
-import { buildRelay, type Relay, type RelayConfig, relayConfig } from '@burrow/relay';
+import { buildRelay, type Relay, type RelayConfig, type RelayDeps, relayConfig } from '@burrow/relay';
 
 export const cleanups: (() => Promise<void> | void)[] = [];
 
@@ -35,9 +35,9 @@ export interface StartedRelay {
   readonly port: number;
 }
 
-export async function startRelay(overrides: Partial<RelayConfig> = {}, bus?: Bus): Promise<StartedRelay> {
+export async function startRelay(overrides: Partial<RelayConfig> = {}, bus?: Bus, deps: Omit<RelayDeps, 'bus'> = {}): Promise<StartedRelay> {
   const config = relayConfig({ host: '127.0.0.1', port: 0, logLevel: 'silent', ...overrides });
-  const relay = await buildRelay(config, bus !== undefined ? { bus } : {});
+  const relay = await buildRelay(config, { ...deps, ...(bus !== undefined ? { bus } : {}) });
   const url = await relay.listen();
   cleanups.push(() => relay.close());
   return { relay, url, port: (relay.app.server.address() as AddressInfo).port };

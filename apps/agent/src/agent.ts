@@ -8,6 +8,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { FrameBatcher, Mux, type MuxStream } from '@burrow/mux';
 import {
+  type AccessRules,
   BurrowError,
   decodeFrames,
   decodeHello,
@@ -51,6 +52,10 @@ export interface AgentOptions {
   readonly hostHeader?: string;
   /** Accept self-signed certificates from an https local target. */
   readonly insecureLocalTls?: boolean;
+  /** Visitor access rules the relay enforces for this tunnel (see accessRulesFrom). */
+  readonly access?: AccessRules;
+  /** Tenant token, for relays that require one. */
+  readonly token?: string;
 }
 
 export interface OnlineEvent {
@@ -81,6 +86,11 @@ const FATAL: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'BURROW_ERR_UNSUPPORTED_VERSION',
   'BURROW_ERR_TOKEN_EXPIRED',
   'BURROW_ERR_SESSION_REPLACED',
+  'BURROW_ERR_TOKEN_REQUIRED',
+  'BURROW_ERR_TOKEN_INVALID',
+  'BURROW_ERR_TOKEN_REVOKED',
+  'BURROW_ERR_QUOTA_TUNNELS',
+  'BURROW_ERR_NAME_RESERVED',
 ]);
 
 export interface AgentEvents {
@@ -257,6 +267,8 @@ export class Agent extends EventEmitter<AgentEvents> {
           nowMs: Date.now(),
           ...(this.options.session !== undefined ? { session: this.options.session } : {}),
           ...(this.options.subdomain !== undefined ? { subdomain: this.options.subdomain } : {}),
+          ...(this.options.access !== undefined ? { access: this.options.access } : {}),
+          ...(this.options.token !== undefined ? { token: this.options.token } : {}),
         });
         batcher.sendFrame(FrameType.REGISTER, 0, 0, encodeJson(register));
         return;

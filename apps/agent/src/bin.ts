@@ -67,6 +67,8 @@ function main(): void {
     deadAfterMs: command.deadAfterMs,
     ...(command.subdomain !== undefined ? { subdomain: command.subdomain } : {}),
     ...(command.session !== undefined ? { session: command.session } : {}),
+    ...(command.access !== undefined ? { access: command.access } : {}),
+    ...(command.token !== undefined ? { token: command.token } : {}),
   });
   const out = batchedWriter((text) => process.stdout.write(text));
   if (command.json) attachJsonOutput(agent, out);

@@ -1,7 +1,7 @@
 /**
  * Pure parser for the `burrow` command line: argv and env in, a command or a usage error out.
  */
-import { normalizeSubdomain, validateSessionName } from '@burrow/protocol';
+import { type AccessRules, type AccessRulesInput, accessRulesFrom, normalizeSubdomain, validateSessionName, validateTenantToken } from '@burrow/protocol';
 import { type LocalTarget, parseTarget } from './localTarget';
 
 export interface HttpCommand {
@@ -15,6 +15,10 @@ export interface HttpCommand {
   readonly hostHeader: string;
   readonly insecureLocalTls: boolean;
   readonly deadAfterMs: number;
+  /** Visitor access rules, if any access flag was given. */
+  readonly access?: AccessRules;
+  /** Tenant token for relays that require one. */
+  readonly token?: string;
 }
 
 export type Command = HttpCommand | { readonly kind: 'help' } | { readonly kind: 'version' };
@@ -36,19 +40,32 @@ Options (flag, environment variable, default):
   --insecure               accept a self-signed certificate from an https local app
   --json                   one JSON object per line on stdout instead of human output
   --dead-after-ms <n>      reconnect after this much silence from the relay; env BURROW_DEAD_AFTER_MS, default 20000
+  --token <token>          tenant token, for relays that require one; env BURROW_TOKEN
   -h, --help               show this help
   --version                print the version
+
+Visitor access, enforced by the relay (it gets SHA-256 digests, never the secrets); each repeatable:
+  --allow-cidr <cidr[,...]>       only these addresses or CIDRs may visit (others get 403)
+  --basic-auth <user:pass>        visitors log in with HTTP Basic auth
+  --bearer-token <token>          visitors send Authorization: Bearer <token>
+  --require-header 'Name: value'  visitors send this header with exactly this value
+  Any one credential lets a visitor in (others get 401), on top of --allow-cidr; the header
+  that matched is removed before the request reaches your app.
 
 Examples:
   burrow http 3000
   burrow http localhost:8000 --subdomain shop --relay https://tunnel.example.com
+  burrow http 3000 --basic-auth alice:s3cret --allow-cidr 203.0.113.0/24
 `;
 
-const VALUE_FLAGS = new Set(['--relay', '--subdomain', '--session', '--key', '--host-header', '--dead-after-ms']);
+const VALUE_FLAGS = new Set(['--relay', '--subdomain', '--session', '--key', '--host-header', '--dead-after-ms', '--token']);
+/** Flags that may be given several times; every value is kept. */
+const LIST_FLAGS = new Set(['--basic-auth', '--allow-cidr', '--require-header', '--bearer-token']);
 const BOOL_FLAGS = new Set(['--json', '--insecure']);
 
 export function parseAgentArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Command {
   const values = new Map<string, string>();
+  const lists = new Map<string, string[]>();
   const bools = new Set<string>();
   const positional: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -62,10 +79,11 @@ export function parseAgentArgs(argv: readonly string[], env: Readonly<Record<str
         bools.add(name);
         continue;
       }
-      if (!VALUE_FLAGS.has(name)) throw new UsageError(`unknown option "${arg}"`);
+      if (!VALUE_FLAGS.has(name) && !LIST_FLAGS.has(name)) throw new UsageError(`unknown option "${arg}"`);
       const value = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
       if (value === undefined || value === '') throw new UsageError(`${name} needs a value`);
-      values.set(name, value);
+      if (LIST_FLAGS.has(name)) lists.set(name, [...(lists.get(name) ?? []), value]);
+      else values.set(name, value);
       continue;
     }
     positional.push(arg);
@@ -110,6 +128,15 @@ export function parseAgentArgs(argv: readonly string[], env: Readonly<Record<str
     deadAfterMs = Number(deadRaw);
   }
   const keyFile = values.get('--key');
+  const access = accessFlags(lists);
+  const token = values.get('--token') ?? (env.BURROW_TOKEN !== '' ? env.BURROW_TOKEN : undefined);
+  if (token !== undefined) {
+    try {
+      validateTenantToken(token);
+    } catch (err) {
+      throw new UsageError(`--token (or BURROW_TOKEN): ${(err as Error).message}`);
+    }
+  }
   return {
     kind: 'http',
     target,
@@ -121,5 +148,41 @@ export function parseAgentArgs(argv: readonly string[], env: Readonly<Record<str
     ...(subdomain !== undefined ? { subdomain } : {}),
     ...(session !== undefined ? { session } : {}),
     ...(keyFile !== undefined ? { keyFile } : {}),
+    ...(access !== undefined ? { access } : {}),
+    ...(token !== undefined ? { token } : {}),
   };
+}
+
+/** AccessRules from the access flags, or undefined when none was given; problems name their flag. */
+function accessFlags(lists: ReadonlyMap<string, readonly string[]>): AccessRules | undefined {
+  const input: AccessRulesInput = {
+    basicAuth: lists.get('--basic-auth') ?? [],
+    allowCidrs: (lists.get('--allow-cidr') ?? [])
+      .flatMap((v) => v.split(','))
+      .map((v) => v.trim())
+      .filter((v) => v !== ''),
+    headers: lists.get('--require-header') ?? [],
+    bearerTokens: lists.get('--bearer-token') ?? [],
+  };
+  const flags: readonly [string, keyof AccessRulesInput][] = [
+    ['--basic-auth', 'basicAuth'],
+    ['--allow-cidr', 'allowCidrs'],
+    ['--require-header', 'headers'],
+    ['--bearer-token', 'bearerTokens'],
+  ];
+  for (const [flag, key] of flags) {
+    try {
+      accessRulesFrom({ [key]: input[key] });
+    } catch (err) {
+      throw new UsageError(`${flag}: ${(err as Error).message.replace(/^access rules: /, '')}`);
+    }
+  }
+  if (flags.every(([flag]) => !lists.has(flag))) return undefined;
+  if (lists.has('--allow-cidr') && input.allowCidrs?.length === 0) throw new UsageError('--allow-cidr: give at least one address or CIDR');
+  try {
+    return accessRulesFrom(input);
+  } catch (err) {
+    // Only the shared list can still overflow: --require-header and --bearer-token both add headers.
+    throw new UsageError(`--require-header/--bearer-token: ${(err as Error).message.replace(/^access rules: /, '')}`);
+  }
 }

@@ -2,7 +2,7 @@
  * Library entry: `const tunnel = await connect({ to: 3000 })` opens a tunnel and resolves once
  * it is online, with its public URL and a close().
  */
-import type { KeyPair } from '@burrow/protocol';
+import type { AccessRules, KeyPair } from '@burrow/protocol';
 import { Agent, type OnlineEvent } from './agent';
 import { defaultKeyPath, loadOrCreateKey } from './keyStore';
 import { parseTarget } from './localTarget';
@@ -24,6 +24,10 @@ export interface ConnectOptions {
   readonly reconnectMaxMs?: number;
   /** Reject if not online within this long (default 30 s). */
   readonly timeoutMs?: number;
+  /** Visitor access rules the relay enforces, e.g. accessRulesFrom({ basicAuth: ['user:pass'] }). */
+  readonly access?: AccessRules;
+  /** Tenant token. Default: BURROW_TOKEN, if set. */
+  readonly token?: string;
 }
 
 export interface Tunnel {
@@ -37,6 +41,7 @@ export interface Tunnel {
 
 export async function connect(options: ConnectOptions): Promise<Tunnel> {
   const keyPair = options.keyPair ?? loadOrCreateKey(options.keyFile ?? defaultKeyPath()).keyPair;
+  const token = options.token ?? process.env.BURROW_TOKEN;
   const agent = new Agent({
     relay: options.relay ?? process.env.BURROW_RELAY ?? 'http://localhost:8080',
     target: parseTarget(options.to),
@@ -47,6 +52,8 @@ export async function connect(options: ConnectOptions): Promise<Tunnel> {
     ...(options.deadAfterMs !== undefined ? { deadAfterMs: options.deadAfterMs } : {}),
     ...(options.reconnectInitialMs !== undefined ? { reconnectInitialMs: options.reconnectInitialMs } : {}),
     ...(options.reconnectMaxMs !== undefined ? { reconnectMaxMs: options.reconnectMaxMs } : {}),
+    ...(options.access !== undefined ? { access: options.access } : {}),
+    ...(token !== undefined && token !== '' ? { token } : {}),
   });
   const online = await new Promise<OnlineEvent>((resolve, reject) => {
     const timeoutMs = options.timeoutMs ?? 30_000;

@@ -1,12 +1,14 @@
 /**
- * The admin listener: a small node:http server of its own on --admin-listen (never the public
- * port, so scrapes and probes cannot be reached through a tunnel host or the apex), serving
- * GET /metrics (Prometheus text), /readyz and /healthz. It reads state through callbacks and
- * changes nothing.
+ * The admin listener: a Fastify instance of its own on --admin-listen (never the public port, so
+ * scrapes, probes and the admin API cannot be reached through a tunnel host or the apex),
+ * serving GET /metrics (Prometheus text), /readyz and /healthz without authentication, and,
+ * when an admin token is configured, the admin API under /v1 (tenancy/adminApi.ts). The probes
+ * read state through callbacks and change nothing.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import type { RelayMetrics } from './metrics';
+import { ADMIN_BODY_LIMIT_BYTES, type AdminApiOptions, adminApi } from './tenancy/adminApi';
 
 /** Why /readyz answers 503, most decisive first. */
 export type NotReadyReason = 'closing' | 'draining' | 'not-listening';
@@ -42,6 +44,10 @@ export interface AdminServerOptions {
   readonly nodeId: string;
   readonly metrics: RelayMetrics;
   readiness(): ReadinessState;
+  /** The admin API (/v1); unset (no --admin-token): /v1 answers 404. */
+  readonly admin?: AdminApiOptions;
+  /** For admin API audit lines and errors; unset: no logging. */
+  readonly logger?: FastifyBaseLogger;
 }
 
 export interface AdminServer {
@@ -65,74 +71,76 @@ export function parseListen(listen: string): { host: string; port: number } {
   return { host, port: Number(m[2]) };
 }
 
-function sendJson(res: ServerResponse, status: number, body: object, head: boolean): void {
-  const bytes = Buffer.from(JSON.stringify(body));
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': bytes.length, 'cache-control': 'no-store' });
-  res.end(head ? undefined : bytes);
+const PROBE_ROUTES = ['GET /metrics', 'GET /readyz', 'GET /healthz'];
+
+function sendJson(reply: FastifyReply, status: number, body: object): FastifyReply {
+  return reply.code(status).header('cache-control', 'no-store').type('application/json; charset=utf-8').send(body);
+}
+
+/** The admin app, unstarted (tests use inject()); startAdminServer listens. */
+export function buildAdminApp(options: Omit<AdminServerOptions, 'listen'>): FastifyInstance {
+  const { metrics, nodeId } = options;
+  const app = Fastify({
+    ...(options.logger !== undefined ? { loggerInstance: options.logger } : { logger: false }),
+    logController: new LogController({ disableRequestLogging: true }),
+    requestTimeout: ADMIN_REQUEST_TIMEOUT_MS,
+    keepAliveTimeout: 5_000,
+    forceCloseConnections: true,
+    bodyLimit: ADMIN_BODY_LIMIT_BYTES,
+    // Strict schemas: an unknown property is an error (not silently dropped), "5" is not 5.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
+  });
+  app.server.headersTimeout = ADMIN_REQUEST_TIMEOUT_MS;
+
+  app.get('/metrics', async (_req, reply) => {
+    try {
+      const text = await metrics.metricsText();
+      return reply.code(200).header('cache-control', 'no-store').type(metrics.contentType).send(text);
+    } catch (err) {
+      return sendJson(reply, 500, { error: 'metrics collection failed', message: String(err) });
+    }
+  });
+  app.get('/readyz', async (_req, reply) => {
+    const r = readiness(options.readiness());
+    if (r.ready && r.degraded !== undefined) return sendJson(reply, 200, { status: 'degraded', node: nodeId, ...r.degraded });
+    if (r.ready) return sendJson(reply, 200, { status: 'ready', node: nodeId });
+    return sendJson(reply, 503, { status: 'not ready', node: nodeId, reason: r.reason, message: r.message });
+  });
+  app.get('/healthz', async (_req, reply) => sendJson(reply, 200, { status: 'ok', node: nodeId }));
+
+  if (options.admin !== undefined) app.register(adminApi, { prefix: '/v1', ...options.admin });
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?', 1)[0] as string;
+    if (path === '/v1' || path.startsWith('/v1/')) {
+      // Only reached with the admin API off (when on, its own handler answers /v1).
+      return sendJson(reply, 404, { error: { code: 'not_found', message: 'the admin API is off: start the relay with --admin-token' } });
+    }
+    return sendJson(reply, 404, { error: 'not found', routes: PROBE_ROUTES });
+  });
+  return app;
 }
 
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
   const { host, port } = parseListen(options.listen);
-  const { metrics, nodeId } = options;
-
-  const handle = (req: IncomingMessage, res: ServerResponse): void => {
-    const path = (req.url ?? '/').split('?', 1)[0];
-    const head = req.method === 'HEAD';
-    if (req.method !== 'GET' && !head) {
-      sendJson(res, 404, { error: 'not found', routes: ['GET /metrics', 'GET /readyz', 'GET /healthz'] }, head);
-      return;
-    }
-    switch (path) {
-      case '/metrics':
-        metrics.metricsText().then(
-          (text) => {
-            const bytes = Buffer.from(text);
-            res.writeHead(200, { 'content-type': metrics.contentType, 'content-length': bytes.length, 'cache-control': 'no-store' });
-            res.end(head ? undefined : bytes);
-          },
-          (err: unknown) => sendJson(res, 500, { error: 'metrics collection failed', message: String(err) }, head),
-        );
-        return;
-      case '/readyz': {
-        const r = readiness(options.readiness());
-        if (r.ready && r.degraded !== undefined) sendJson(res, 200, { status: 'degraded', node: nodeId, ...r.degraded }, head);
-        else if (r.ready) sendJson(res, 200, { status: 'ready', node: nodeId }, head);
-        else sendJson(res, 503, { status: 'not ready', node: nodeId, reason: r.reason, message: r.message }, head);
-        return;
-      }
-      case '/healthz':
-        sendJson(res, 200, { status: 'ok', node: nodeId }, head);
-        return;
-      default:
-        sendJson(res, 404, { error: 'not found', routes: ['GET /metrics', 'GET /readyz', 'GET /healthz'] }, head);
-    }
-  };
-
-  const server = createServer({ headersTimeout: ADMIN_REQUEST_TIMEOUT_MS, requestTimeout: ADMIN_REQUEST_TIMEOUT_MS, keepAliveTimeout: 5_000 }, handle);
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException): void => {
-      const hint = err.code === 'EADDRINUSE' ? '; another process has it: choose another port or --admin-listen off' : '';
-      reject(new AdminListenError(`admin listener cannot listen on ${options.listen}: ${err.code ?? err.message}${hint}`, { cause: err }));
-    };
-    server.once('error', onError);
-    server.listen(port, host, () => {
-      server.removeListener('error', onError);
-      resolve();
-    });
-  });
-  server.on('error', () => {
+  const app = buildAdminApp(options);
+  try {
+    await app.listen({ port, host });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    await app.close().catch(() => {});
+    const hint = err.code === 'EADDRINUSE' ? '; another process has it: choose another port or --admin-listen off' : '';
+    throw new AdminListenError(`admin listener cannot listen on ${options.listen}: ${err.code ?? err.message}${hint}`, { cause: err });
+  }
+  app.server.on('error', () => {
     // After listening, only accept failures land here; the next connection is served as usual.
   });
-  const bound = server.address() as AddressInfo;
+  const bound = app.server.address() as AddressInfo;
   const url = `http://${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`;
   let closing: Promise<void> | undefined;
   return {
     url,
     close() {
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      closing ??= app.close().then(() => {});
       return closing;
     },
   };

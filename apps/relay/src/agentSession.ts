@@ -31,6 +31,7 @@ import { nanoid } from 'nanoid';
 import type { WebSocket } from 'ws';
 import type { RelayContext } from './relayContext';
 import { tunnelUrl } from './relayContext';
+import type { Tenant } from './tenancy/types';
 
 /** Where frames of one agent-wire stream go back to, and which halves have ended. */
 interface Route {
@@ -64,6 +65,16 @@ export class AgentSession {
   private retiring: { code: ErrorCode; timer: NodeJS.Timeout } | undefined;
   /** GOAWAY sent because this node drains. */
   private drainNotified = false;
+  /** Token auth: the tenant this session acts for, and the token it registered with. */
+  tenant: Tenant | undefined;
+  tokenId: string | undefined;
+  /** When registration completed (0 before). */
+  connectedAt = 0;
+  /** Requests opened on this session, and body bytes each way (for the admin listing). */
+  requests = 0;
+  bytesIn = 0;
+  bytesOut = 0;
+  private everActive = false;
   private readonly log: FastifyBaseLogger;
 
   constructor(
@@ -178,6 +189,16 @@ export class AgentSession {
       this.nonce = undefined; // one attempt per issued nonce
       verified = verifyRegistration(decodeRegister(payload), { expectedNonce: nonce, audiences: this.audiences, nowMs: Date.now() });
       this.keyId = verified.keyId;
+      const admission = await this.ctx.tenancy.admit(verified, this.id);
+      this.tenant = admission.tenant;
+      this.tokenId = admission.tokenId;
+      this.holderRef = {
+        nodeId: this.ctx.nodeId,
+        sessionId: this.id,
+        keyId: this.keyId,
+        ...(admission.policy !== undefined ? { policy: admission.policy } : {}),
+      };
+      if (this.isClosed()) return;
       const labels = [verified.label];
       if (verified.subdomain !== undefined) {
         const owner = await bus.registry.bindName(verified.subdomain, verified.keyId);
@@ -213,6 +234,9 @@ export class AgentSession {
     }
     clearTimeout(this.registrationTimer);
     this.state = 'active';
+    this.everActive = true;
+    this.connectedAt = Date.now();
+    this.ctx.tenancy.sessionOpened(this);
     const publicUrl = this.ctx.publicUrl();
     const registered: RegisteredPayload = {
       label: verified.label,
@@ -304,8 +328,16 @@ export class AgentSession {
         return;
       }
       this.nextStreamId += 2;
+      const maxStreams = this.tenant?.quotas.maxStreams;
+      if (maxStreams !== undefined && (this.ctx.tenantStreams.get(this.tenant?.id as string) ?? 0) >= maxStreams) {
+        this.nextStreamId -= 2;
+        this.replyReset(replyNode, frame.streamId, 'BURROW_ERR_QUOTA_STREAMS', `tenant "${this.tenant?.id}" already has ${maxStreams} requests in flight here`);
+        return;
+      }
       const route: Route = { node: replyNode, ingressId: frame.streamId, fromIngressDone: (frame.flags & FLAG_FIN) !== 0, fromAgentDone: false };
       this.routes.set(id, route);
+      this.countStream(1);
+      this.requests++;
       if (perNode === undefined) {
         perNode = new Map();
         this.byIngress.set(replyNode, perNode);
@@ -317,6 +349,7 @@ export class AgentSession {
     const id = perNode?.get(frame.streamId);
     if (id === undefined) return; // the stream already ended here
     const route = this.routes.get(id) as Route;
+    if (frame.type === FrameType.DATA) this.bytesIn += frame.payload.length;
     this.batcher.sendFrame(frame.type, frame.flags, id, frame.payload);
     if (frame.type === FrameType.RESET) this.unroute(id, route);
     else if (frame.type === FrameType.END || (frame.type === FrameType.DATA && (frame.flags & FLAG_FIN) !== 0)) {
@@ -334,6 +367,7 @@ export class AgentSession {
     if (route.fromAgentDone && frame.type !== FrameType.CREDIT && frame.type !== FrameType.RESET) {
       throw new BurrowError('BURROW_ERR_PROTOCOL', `frame type 0x${frame.type.toString(16)} on stream ${frame.streamId} after its end`);
     }
+    if (frame.type === FrameType.DATA) this.bytesOut += frame.payload.length;
     // The payload is a view into the WebSocket message, which nobody reuses: pass it on as is.
     this.ctx.bus.publish(route.node, { kind: 'toIngress', frame: { type: frame.type, flags: frame.flags, streamId: route.ingressId, payload: frame.payload } });
     if (frame.type === FrameType.RESET) this.unroute(frame.streamId, route);
@@ -343,8 +377,17 @@ export class AgentSession {
     }
   }
 
+  /** Streams in flight per tenant on this node (the maxStreams quota). */
+  private countStream(delta: number): void {
+    const t = this.tenant;
+    if (t === undefined || t.quotas.maxStreams === undefined) return;
+    const n = (this.ctx.tenantStreams.get(t.id) ?? 0) + delta;
+    if (n <= 0) this.ctx.tenantStreams.delete(t.id);
+    else this.ctx.tenantStreams.set(t.id, n);
+  }
+
   private unroute(id: number, route: Route): void {
-    this.routes.delete(id);
+    if (this.routes.delete(id)) this.countStream(-1);
     const perNode = this.byIngress.get(route.node);
     perNode?.delete(route.ingressId);
     if (perNode !== undefined && perNode.size === 0) this.byIngress.delete(route.node);
@@ -404,7 +447,7 @@ export class AgentSession {
     this.batcher.close();
     this.ws.close(ERRORS[code].close, code);
     this.ctx.metrics.agentDisconnected(code);
-    this.cleanup();
+    this.cleanup(code);
   }
 
   private onSocketClosed(closeCode: number): void {
@@ -415,10 +458,12 @@ export class AgentSession {
     this.batcher.close();
     this.log.info({ closeCode }, 'agent disconnected');
     this.ctx.metrics.agentDisconnected('BURROW_ERR_AGENT_DISCONNECTED');
-    this.cleanup();
+    this.cleanup('BURROW_ERR_AGENT_DISCONNECTED');
   }
 
-  private cleanup(): void {
+  private cleanup(reason: string): void {
+    this.ctx.tenancy.sessionClosed(this, reason, this.everActive);
+    this.countStream(-this.routes.size);
     for (const route of this.routes.values()) {
       this.replyReset(route.node, route.ingressId, 'BURROW_ERR_AGENT_DISCONNECTED', 'the agent disconnected before the response completed');
     }

@@ -24,6 +24,10 @@ import { makeBus } from './makeBus';
 import { RelayMetrics } from './metrics';
 import { PeerWatch } from './peerWatch';
 import type { RelayContext } from './relayContext';
+import { makeFleet } from './tenancy/fleet';
+import { makeTenantStore } from './tenancy/makeTenantStore';
+import { Tenancy } from './tenancy/tenancy';
+import type { TenantStore } from './tenancy/types';
 import { handleTunnelRequest } from './tunnelHttp';
 import { handleTunnelUpgrade } from './tunnelUpgrade';
 import { RELAY_VERSION } from './version';
@@ -36,6 +40,8 @@ export const MAX_AGENT_MESSAGE_BYTES = 1024 * 1024;
 export interface RelayDeps {
   /** Defaults to a MemoryBus of its own (a single node). */
   readonly bus?: Bus;
+  /** Where tenants and tokens live (token auth, reserved names, history). */
+  readonly tenantStore?: TenantStore;
   /** Defaults to Fastify's pino at config.logLevel. */
   readonly logger?: FastifyBaseLogger;
 }
@@ -135,6 +141,9 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   });
 
   const bus = deps.bus ?? makeBus(config, app.log);
+  // Tenants and tokens: Redis when the bus is Redis, else --data-dir (or memory).
+  const ownStore = deps.tenantStore === undefined;
+  const tenantStore = deps.tenantStore ?? makeTenantStore(config, app.log);
   const sessions = new LocalSessions();
   const ingress = new IngressTable(bus, config.streamWindowBytes);
   const publicUrl = (): string => config.publicUrl ?? `http://${config.domain}${boundPort === 80 ? '' : `:${boundPort}`}`;
@@ -170,6 +179,15 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     log: app.log,
     metrics,
     accessLog,
+    tenancy: new Tenancy(
+      config,
+      bus,
+      tenantStore,
+      makeFleet(bus, () => ctx.tenancy.localLive()),
+      sessions,
+      app.log,
+    ),
+    tenantStreams: new Map(),
     publicUrl,
     publicProto,
   };
@@ -196,6 +214,9 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       }
       case 'sessionReplaced':
         sessions.byId.get(msg.sessionId)?.retire('BURROW_ERR_SESSION_REPLACED', 'a newer session of this tunnel connected');
+        return;
+      case 'closeSession':
+        sessions.byId.get(msg.sessionId)?.close(msg.code);
         return;
     }
   };
@@ -225,6 +246,7 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     },
   });
   leases.start();
+  ctx.tenancy.start();
   peers.start();
 
   await app.register(websocket, { options: { maxPayload: MAX_AGENT_MESSAGE_BYTES, perMessageDeflate: false } });
@@ -278,6 +300,8 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
           nodeId: ctx.nodeId,
           metrics,
           readiness: () => ({ listening: app.server.listening, busUp: bus.isUp(), draining, closing: closing !== undefined }),
+          logger: app.log.child({ component: 'admin' }),
+          ...(config.adminToken !== undefined ? { admin: { token: config.adminToken, store: tenantStore, tunnels: ctx.tenancy } } : {}),
         });
       }
       try {
@@ -316,12 +340,14 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
         clearInterval(tick);
         leases.stop();
         peers.stop();
+        ctx.tenancy.stop();
         // Visitors first, so they learn the relay is going (503) rather than that the agent went.
         ingress.abortAll('BURROW_ERR_RELAY_SHUTTING_DOWN', 'relay is shutting down');
         for (const s of [...sessions.byId.values()]) s.close('BURROW_ERR_RELAY_SHUTTING_DOWN', 'relay is shutting down; reconnect');
         app.server.closeAllConnections?.();
         await app.close();
         await bus.close();
+        if (ownStore) await tenantStore.close();
         // Last, so /readyz answers 503 "closing" while the rest shuts down.
         await admin?.close();
       })();

@@ -43,6 +43,10 @@ export interface RelayConfig {
   readonly trustedProxies: readonly string[];
   /** One JSON line per public request. */
   readonly accessLog: boolean;
+  /** open: any key may register; token: agents need a tenant token (admin API creates them). */
+  readonly auth: 'open' | 'token';
+  /** Bearer token the admin API requires; unset: the admin API is off (metrics and probes stay). */
+  readonly adminToken: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -53,7 +57,7 @@ interface OptionSpec {
   readonly key: keyof RelayConfig;
   readonly flag: string;
   readonly env: string;
-  readonly kind: 'int' | 'string' | 'level' | 'list' | 'cidrs' | 'bool';
+  readonly kind: 'int' | 'string' | 'level' | 'list' | 'cidrs' | 'bool' | 'auth';
   readonly min?: number;
   readonly max?: number;
   readonly help: string;
@@ -225,6 +229,15 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
     help: 'believe X-Forwarded-For only from these addresses/CIDRs',
     defaultText: 'none',
   },
+  { key: 'auth', flag: '--auth', env: 'BURROW_AUTH', kind: 'auth', help: 'open (any key registers) or token (tenant tokens)', defaultText: 'open' },
+  {
+    key: 'adminToken',
+    flag: '--admin-token',
+    env: 'BURROW_ADMIN_TOKEN',
+    kind: 'string',
+    help: 'bearer token for the admin API (at least 16 characters)',
+    defaultText: 'none (admin API off)',
+  },
   { key: 'accessLog', flag: '--access-log', env: 'BURROW_ACCESS_LOG', kind: 'bool', help: 'one JSON log line per public request (on/off)', defaultText: 'on' },
 ];
 
@@ -237,9 +250,9 @@ export function relayHelp(): string {
     'Options (flag, environment variable, default):',
   ];
   for (const o of RELAY_OPTIONS) {
-    lines.push(
-      `  ${`${o.flag} <${o.kind === 'int' ? 'n' : o.kind === 'list' || o.kind === 'cidrs' ? 'a,b' : o.kind === 'bool' ? 'on|off' : 'value'}>`.padEnd(34)}${o.help}`,
-    );
+    const arg =
+      o.kind === 'int' ? 'n' : o.kind === 'list' || o.kind === 'cidrs' ? 'a,b' : o.kind === 'bool' ? 'on|off' : o.kind === 'auth' ? 'open|token' : 'value';
+    lines.push(`  ${`${o.flag} <${arg}>`.padEnd(34)}${o.help}`);
     lines.push(`  ${''.padEnd(34)}env ${o.env}, default ${o.defaultText}`);
   }
   lines.push(`  ${'-h, --help'.padEnd(34)}show this help`);
@@ -249,6 +262,10 @@ export function relayHelp(): string {
 export type ParseResult = { readonly kind: 'help' } | { readonly kind: 'config'; readonly config: RelayConfig };
 
 function parseValue(o: OptionSpec, raw: string, source: string): string | number | boolean | string[] {
+  if (o.kind === 'auth') {
+    if (raw !== 'open' && raw !== 'token') throw new ConfigError(`${source}: "${raw}" is not open or token`);
+    return raw;
+  }
   if (o.kind === 'bool') {
     const v = raw.trim().toLowerCase();
     if (['on', 'true', '1', 'yes'].includes(v)) return true;
@@ -346,7 +363,13 @@ export function parseRelayConfig(argv: readonly string[], env: Readonly<Record<s
     adminListen: validateListen(String(values.adminListen ?? '127.0.0.1:9091')),
     trustedProxies: Object.freeze((values.trustedProxies as string[] | undefined) ?? []),
     accessLog: (values.accessLog as boolean | undefined) ?? true,
+    auth: (values.auth as RelayConfig['auth'] | undefined) ?? 'open',
+    adminToken: values.adminToken === undefined ? undefined : String(values.adminToken),
   };
+  if (config.adminToken !== undefined && config.adminToken.length < 16) throw new ConfigError('--admin-token: use at least 16 characters');
+  if (config.auth === 'token' && config.adminToken === undefined) {
+    throw new ConfigError('--auth token needs --admin-token: tenants and tokens are made through the admin API');
+  }
   if (config.redisUrl !== undefined && config.redisCluster.length > 0) throw new ConfigError('--redis and --redis-cluster: set one, not both');
   return { kind: 'config', config: Object.freeze(config) };
 }

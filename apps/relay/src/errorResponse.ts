@@ -38,7 +38,14 @@ export function renderError(code: ErrorCode, detail: string | undefined, json: b
 }
 
 /** Answers on a ServerResponse whose head has not been sent. */
-export function sendError(req: IncomingMessage, res: ServerResponse, code: ErrorCode, detail?: string, closeConnection = false): void {
+export function sendError(
+  req: IncomingMessage,
+  res: ServerResponse,
+  code: ErrorCode,
+  detail?: string,
+  closeConnection = false,
+  extraHeaders?: Readonly<Record<string, string>>,
+): void {
   if (res.headersSent || res.destroyed) {
     res.destroy();
     return;
@@ -51,16 +58,24 @@ export function sendError(req: IncomingMessage, res: ServerResponse, code: Error
     'x-burrow-error': code,
   };
   if (closeConnection) headers.connection = 'close';
+  if (extraHeaders !== undefined) Object.assign(headers, extraHeaders);
   res.writeHead(e.status, headers);
   res.end(req.method === 'HEAD' ? undefined : e.body);
 }
 
 /** The same answer as raw HTTP/1.1 bytes, for sockets taken over by an upgrade. */
-export function rawErrorResponse(code: ErrorCode, detail: string | undefined, accept: string | undefined): Buffer {
+export function rawErrorResponse(
+  code: ErrorCode,
+  detail: string | undefined,
+  accept: string | undefined,
+  extraHeaders?: Readonly<Record<string, string>>,
+): Buffer {
   const e = renderError(code, detail, wantsJson(accept));
+  let extra = '';
+  for (const [name, value] of Object.entries(extraHeaders ?? {})) extra += `${name}: ${value}\r\n`;
   const head =
     `HTTP/1.1 ${e.status} ${ERRORS[code].title}\r\n` +
     `Content-Type: ${e.contentType}\r\nContent-Length: ${e.body.length}\r\nCache-Control: no-store\r\n` +
-    `x-burrow-error: ${code}\r\nConnection: close\r\n\r\n`;
+    `x-burrow-error: ${code}\r\n${extra}Connection: close\r\n\r\n`;
   return Buffer.concat([Buffer.from(head, 'latin1'), e.body]);
 }

@@ -11,6 +11,12 @@ import { RELAY_VERSION } from './version';
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
+  if (argv[0] === 'admin') {
+    // `burrow-relay admin …`: a client of a running relay's admin API (adminCli.ts).
+    const { runAdminCli } = await import('./adminCli');
+    process.exitCode = await runAdminCli(argv.slice(1), { env: process.env, stdout: process.stdout, stderr: process.stderr });
+    return;
+  }
   if (argv.includes('--version')) {
     process.stdout.write(`burrow-relay ${RELAY_VERSION}\n`);
     return;

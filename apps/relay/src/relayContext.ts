@@ -10,6 +10,7 @@ import type { DeadNodes } from './deadNodes';
 import type { IngressTable } from './ingressTable';
 import type { LocalSessions } from './localSessions';
 import type { RelayMetrics } from './metrics';
+import type { Tenancy } from './tenancy/tenancy';
 
 export interface RelayContext {
   readonly config: RelayConfig;
@@ -19,6 +20,9 @@ export interface RelayContext {
   readonly ingress: IngressTable;
   /** Nodes found gone from the bus; their tunnels are waited for, not routed to. */
   readonly deadNodes: DeadNodes;
+  readonly tenancy: Tenancy;
+  /** Streams in flight per tenant on this node (tenants with a maxStreams quota). */
+  readonly tenantStreams: Map<string, number>;
   /** True once a SIGTERM drain began: no new agents. */
   isDraining(): boolean;
   readonly log: FastifyBaseLogger;

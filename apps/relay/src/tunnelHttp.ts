@@ -10,6 +10,7 @@ import type { MuxStream, StreamHandler } from '@burrow/mux';
 import { type BurrowError, decodeResponseHead, FrameType, type Reason } from '@burrow/protocol';
 import { sendError } from './errorResponse';
 import { encodeOpenHead, hasHopByHop } from './forwardHeaders';
+import { admitVisitor } from './ingressPolicy';
 import type { RelayContext } from './relayContext';
 import { RequestRecord } from './requestRecord';
 import { resolveLocal, resolveRemote } from './resolveTunnel';
@@ -41,7 +42,23 @@ export function handleTunnelRequest(ctx: RelayContext, req: IncomingMessage, res
 }
 
 function proxyRequest(ctx: RelayContext, req: IncomingMessage, res: ServerResponse, holder: Holder, record: RequestRecord): void {
-  const { maxBodyBytes } = ctx.config;
+  const refusal = admitVisitor(ctx, holder, req);
+  if (refusal !== undefined) {
+    ctx.log.info({ url: req.url, code: refusal.code }, refusal.message);
+    record.fail(refusal.code);
+    sendError(
+      req,
+      res,
+      refusal.code,
+      refusal.message,
+      req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined,
+      refusal.headers,
+    );
+    req.resume();
+    return;
+  }
+  // A tenant's quota may set its own body limit.
+  const maxBodyBytes = holder.policy?.maxBodyBytes ?? ctx.config.maxBodyBytes;
   const contentLength = req.headers['content-length'];
   if (contentLength !== undefined && Number(contentLength) > maxBodyBytes) {
     ctx.log.info({ url: req.url, contentLength }, 'request body over the limit');
@@ -61,7 +78,7 @@ function proxyRequest(ctx: RelayContext, req: IncomingMessage, res: ServerRespon
     return;
   }
   const stream = ctx.ingress.open(holder);
-  const exchange = new HttpExchange(ctx, req, res, stream, record);
+  const exchange = new HttpExchange(ctx, req, res, stream, record, maxBodyBytes);
   stream.handler = exchange;
   stream.sendHead(FrameType.OPEN, head, !hasBody);
   if (!hasBody) exchange.startTimer();
@@ -81,6 +98,7 @@ class HttpExchange implements StreamHandler {
     private readonly stream: MuxStream,
     /** Also counts the body bytes the limits are checked against. */
     private readonly record: RequestRecord,
+    private readonly maxBodyBytes: number,
   ) {
     res.on('close', this.onClientClose);
   }
@@ -88,7 +106,7 @@ class HttpExchange implements StreamHandler {
   pumpRequestBody(): void {
     const { req, stream } = this;
     req.on('data', (chunk: Buffer) => {
-      if (this.record.bytesIn + chunk.length > this.ctx.config.maxBodyBytes) {
+      if (this.record.bytesIn + chunk.length > this.maxBodyBytes) {
         this.requestTooLarge();
         return;
       }
@@ -111,7 +129,7 @@ class HttpExchange implements StreamHandler {
     req.removeAllListeners('data');
     req.resume();
     clearTimeout(this.timer);
-    const message = `request body is over this relay's limit of ${ctx.config.maxBodyBytes} bytes`;
+    const message = `request body is over this relay's limit of ${this.maxBodyBytes} bytes`;
     ctx.log.info({ url: req.url, bytes: this.record.bytesIn }, 'request body over the limit');
     this.record.fail('BURROW_ERR_REQUEST_TOO_LARGE');
     stream.reset('BURROW_ERR_REQUEST_TOO_LARGE', message);
@@ -125,7 +143,7 @@ class HttpExchange implements StreamHandler {
   onHead(payload: Buffer, fin: boolean): void {
     clearTimeout(this.timer);
     this.headSeen = true;
-    const { res, ctx } = this;
+    const { res } = this;
     if (res.destroyed) return;
     let status: number;
     let reason: string;
@@ -138,10 +156,10 @@ class HttpExchange implements StreamHandler {
     }
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i] as string;
-      if (name.length === 14 && name.toLowerCase() === 'content-length' && Number(headers[i + 1]) > ctx.config.maxBodyBytes) {
+      if (name.length === 14 && name.toLowerCase() === 'content-length' && Number(headers[i + 1]) > this.maxBodyBytes) {
         this.failBeforeHead(
           'BURROW_ERR_RESPONSE_TOO_LARGE',
-          `the local app's response of ${headers[i + 1]} bytes is over this relay's limit of ${ctx.config.maxBodyBytes} bytes`,
+          `the local app's response of ${headers[i + 1]} bytes is over this relay's limit of ${this.maxBodyBytes} bytes`,
         );
         return;
       }
@@ -174,10 +192,10 @@ class HttpExchange implements StreamHandler {
 
   onData(chunk: Buffer): void {
     const { res, stream, ctx, record } = this;
-    if (record.bytesOut + chunk.length > ctx.config.maxBodyBytes) {
+    if (record.bytesOut + chunk.length > this.maxBodyBytes) {
       ctx.log.warn({ url: this.req.url, bytes: record.bytesOut + chunk.length }, 'response body over the limit; cutting the connection');
       record.fail('BURROW_ERR_RESPONSE_TOO_LARGE');
-      stream.reset('BURROW_ERR_RESPONSE_TOO_LARGE', `response body is over this relay's limit of ${ctx.config.maxBodyBytes} bytes`);
+      stream.reset('BURROW_ERR_RESPONSE_TOO_LARGE', `response body is over this relay's limit of ${this.maxBodyBytes} bytes`);
       res.destroy();
       return;
     }

@@ -15,6 +15,7 @@ import { bridge, type MuxStream } from '@burrow/mux';
 import { type BurrowError, decodeResponseHead, ERRORS, type ErrorCode, FrameType, type Reason, type ResponseHead } from '@burrow/protocol';
 import { rawErrorResponse } from './errorResponse';
 import { encodeOpenHead } from './forwardHeaders';
+import { admitVisitor } from './ingressPolicy';
 import type { RelayContext } from './relayContext';
 import { RequestRecord } from './requestRecord';
 import { resolveLocal, resolveRemote } from './resolveTunnel';
@@ -60,14 +61,22 @@ export function handleTunnelUpgrade(ctx: RelayContext, req: IncomingMessage, soc
   );
 }
 
-function refuse(ctx: RelayContext, req: IncomingMessage, socket: Duplex, record: RequestRecord, code: ErrorCode, message: string): void {
+function refuse(
+  ctx: RelayContext,
+  req: IncomingMessage,
+  socket: Duplex,
+  record: RequestRecord,
+  code: ErrorCode,
+  message: string,
+  extraHeaders?: Readonly<Record<string, string>>,
+): void {
   ctx.log.info({ url: req.url, code }, `upgrade refused: ${message}`);
   record.fail(code);
   if (socket.destroyed) return;
   // As renderError answers (499, the cancelled code, goes out as 502).
   const status = ERRORS[code].status;
   record.responded(status === 499 ? 502 : status);
-  socket.end(rawErrorResponse(code, message, req.headers.accept));
+  socket.end(rawErrorResponse(code, message, req.headers.accept, extraHeaders));
 }
 
 /** Serializes a response head for a raw socket, refusing header injection from the agent. */
@@ -87,6 +96,11 @@ function serializeHead(head: ResponseHead, closeAfter: boolean): Buffer {
 }
 
 function proxyUpgrade(ctx: RelayContext, req: IncomingMessage, socket: Duplex, head: Buffer, holder: Holder, record: RequestRecord, marks: WireMarks): void {
+  const refusal = admitVisitor(ctx, holder, req);
+  if (refusal !== undefined) {
+    refuse(ctx, req, socket, record, refusal.code, refusal.message, refusal.headers);
+    return;
+  }
   let payload: Buffer;
   try {
     payload = encodeOpenHead(req, ctx.publicProto(), true);

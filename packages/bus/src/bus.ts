@@ -3,7 +3,7 @@
  * socket (and back to the node that took the public request), and keeps the registry of which
  * node holds which label. One node is the many-node design with the in-memory implementation.
  */
-import type { FrameType } from '@burrow/protocol';
+import type { AccessRules, ErrorCode, FrameType } from '@burrow/protocol';
 
 export interface BusFrame {
   readonly type: FrameType;
@@ -19,13 +19,28 @@ export type BusMessage =
   /** Holder node → ingress node: a frame for one public stream. */
   | { readonly kind: 'toIngress'; readonly frame: BusFrame }
   /** A newer session of the same label registered elsewhere: close this one. */
-  | { readonly kind: 'sessionReplaced'; readonly sessionId: string };
+  | { readonly kind: 'sessionReplaced'; readonly sessionId: string }
+  /** Close this session now with this code (an operator disconnected it, its token was revoked). */
+  | { readonly kind: 'closeSession'; readonly sessionId: string; readonly code: ErrorCode };
 
 export interface Holder {
   readonly nodeId: string;
   readonly sessionId: string;
   /** base64url public key of the agent. */
   readonly keyId: string;
+  /** What every ingress node enforces before a request reaches the agent. Small; stored with the lease. */
+  readonly policy?: TunnelPolicy;
+}
+
+/** Per-tunnel rules, set at registration (agent's access rules, its tenant's limits). */
+export interface TunnelPolicy {
+  /** Tenant id (token auth mode). */
+  readonly tenant?: string;
+  readonly access?: AccessRules;
+  /** Overrides the relay's --max-body-bytes for this tunnel (the tenant's quota). */
+  readonly maxBodyBytes?: number;
+  /** The tenant's requests per minute across its tunnels (429 beyond). */
+  readonly requestsPerMinute?: number;
 }
 
 export type Lookup =

@@ -7,11 +7,12 @@
  *                   | u16 len, replyNode (utf8) | u32 len, payload
  *   toIngress       u8 2 | u8 frameType | u8 flags | u32 streamId | u32 len, payload
  *   sessionReplaced u8 3 | u16 len, sessionId (utf8)
+ *   closeSession    u8 4 | u16 len, sessionId (utf8) | u16 error wire number
  *
  * Integers are big-endian. Payload bytes are copied verbatim (binary safe, no text conversion).
  * Decoded payloads are views into the received buffer (no copy).
  */
-import { FrameType } from '@burrow/protocol';
+import { codeFromWire, ERRORS, FrameType } from '@burrow/protocol';
 import type { BusFrame, BusMessage } from './bus';
 
 /** First byte of every batch: identifies the format (and its version). */
@@ -19,6 +20,7 @@ export const BATCH_FORMAT = 0xb1;
 const KIND_TO_SESSION = 1;
 const KIND_TO_INGRESS = 2;
 const KIND_SESSION_REPLACED = 3;
+const KIND_CLOSE_SESSION = 4;
 const MAX_STRING_BYTES = 0xffff;
 
 const FRAME_TYPES: ReadonlySet<number> = new Set<number>(Object.values(FrameType));
@@ -46,6 +48,8 @@ export function encodedSize(message: BusMessage): number {
       return 1 + 6 + 4 + message.frame.payload.length;
     case 'sessionReplaced':
       return 1 + 2 + stringBytes(message.sessionId, 'sessionId');
+    case 'closeSession':
+      return 1 + 2 + stringBytes(message.sessionId, 'sessionId') + 2;
   }
 }
 
@@ -93,6 +97,12 @@ export function encodeBatch(messages: readonly BusMessage[]): Buffer {
         out[offset] = KIND_SESSION_REPLACED;
         offset = writeString(out, offset + 1, m.sessionId);
         break;
+      case 'closeSession':
+        out[offset] = KIND_CLOSE_SESSION;
+        offset = writeString(out, offset + 1, m.sessionId);
+        out.writeUInt16BE(ERRORS[m.code].wire, offset);
+        offset += 2;
+        break;
     }
   }
   if (offset !== size) throw new Error(`bus codec wrote ${offset} of ${size} bytes`); // cannot happen: sizes and writes agree
@@ -113,6 +123,12 @@ class Reader {
   u8(what: string): number {
     this.need(1, what);
     return this.buf[this.offset++] as number;
+  }
+  u16(what: string): number {
+    this.need(2, what);
+    const v = this.buf.readUInt16BE(this.offset);
+    this.offset += 2;
+    return v;
   }
   u32(what: string): number {
     this.need(4, what);
@@ -171,6 +187,11 @@ export function decodeBatch(buf: Buffer): BusMessage[] {
       case KIND_SESSION_REPLACED:
         out.push({ kind: 'sessionReplaced', sessionId: r.string('sessionId') });
         break;
+      case KIND_CLOSE_SESSION: {
+        const sessionId = r.string('sessionId');
+        out.push({ kind: 'closeSession', sessionId, code: codeFromWire(r.u16('error code')) });
+        break;
+      }
       default:
         throw new BusCodecError(`bus batch has unknown message kind ${kind} at offset ${at}`);
     }

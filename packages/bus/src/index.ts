@@ -3,5 +3,5 @@ export * from './bus';
 export { BATCH_FORMAT, BusCodecError, decodeBatch, encodeBatch, encodedSize } from './busCodec';
 export { keySlot } from './keySlot';
 export * from './memoryBus';
-export { RedisBus, type RedisBusOptions, type RedisBusStats } from './redisBus';
+export { RedisBus, type RedisBusOptions, type RedisBusStats, type RedisClient } from './redisBus';
 export { RedisRegistry } from './redisRegistry';

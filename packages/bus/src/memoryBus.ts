@@ -166,7 +166,7 @@ export class MemoryBus implements Bus {
   }
 
   publish(nodeId: string, message: BusMessage): void {
-    const bytes = message.kind === 'sessionReplaced' ? 0 : message.frame.payload.length;
+    const bytes = 'frame' in message ? message.frame.payload.length : 0;
     this.counts.published++;
     this.counts.publishedBytes += bytes;
     if (this.hub.deliver(nodeId, message)) return;
@@ -180,7 +180,7 @@ export class MemoryBus implements Bus {
     // Attach first: if the id is taken, this bus must not think it holds it (close() would detach the holder).
     this.hub.attach(this.nodeId, (message) => {
       this.counts.received++;
-      this.counts.receivedBytes += message.kind === 'sessionReplaced' ? 0 : message.frame.payload.length;
+      this.counts.receivedBytes += 'frame' in message ? message.frame.payload.length : 0;
       handlers.message(message);
     });
     this.handlers = handlers;

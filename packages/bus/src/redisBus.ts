@@ -65,10 +65,11 @@ interface Pending {
   bytes: number;
 }
 
-type Client = Redis | Cluster;
+export type RedisClient = Redis | Cluster;
+type Client = RedisClient;
 
 function payloadBytes(message: BusMessage): number {
-  return message.kind === 'sessionReplaced' ? 0 : message.frame.payload.length;
+  return 'frame' in message ? message.frame.payload.length : 0;
 }
 
 function errorOf(err: unknown): Error {
@@ -320,8 +321,11 @@ export class RedisBus implements Bus {
     }
   }
 
-  /** Runs a registry command; every failure to reach Redis becomes BURROW_ERR_BUS_UNAVAILABLE. */
-  private async command<T>(what: string, fn: (client: Client) => Promise<T>): Promise<T> {
+  /**
+   * Runs commands on the bus's Redis connection (the registry, and relay state kept beside it such
+   * as tenant counters); every failure to reach Redis becomes BURROW_ERR_BUS_UNAVAILABLE.
+   */
+  async command<T>(what: string, fn: (client: Client) => Promise<T>): Promise<T> {
     if (!this.started) await this.connect();
     const cmd = this.cmd;
     if (this.closed || cmd === undefined) throw new BurrowError('BURROW_ERR_BUS_UNAVAILABLE', `the Redis bus of node ${this.nodeId} is closed`);

@@ -2,7 +2,7 @@
  * The label registry kept in Redis. Every key of one label shares the hash tag `{l:<label>}`, so
  * each Lua script below touches one cluster slot and runs atomically in standalone and cluster mode.
  *
- *   <prefix>{l:<label>}:lease   hash s=sessionId n=nodeId k=keyId, PX leaseTtlMs      → online
+ *   <prefix>{l:<label>}:lease   hash s=sessionId n=nodeId k=keyId p=policy JSON ('' for none), PX leaseTtlMs → online
  *   <prefix>{l:<label>}:reconn  string untilMs (epoch ms, releasing node's clock), PX graceMs → reconnecting
  *   <prefix>{l:<label>}:seen    "1", PX offlineMemoryMs (+ leaseTtlMs while held)      → offline
  *   <prefix>{l:<label>}:name    keyId bound to the friendly name, no expiry            → offline
@@ -10,13 +10,13 @@
  */
 import { BurrowError } from '@burrow/protocol';
 import type { Cluster, Redis } from 'ioredis';
-import type { Holder, Lookup, Registry, RenewResult } from './bus';
+import type { Holder, Lookup, Registry, RenewResult, TunnelPolicy } from './bus';
 
-/** claim: KEYS lease, reconn, seen; ARGV sessionId, nodeId, keyId, leaseTtlMs, seenTtlMs → previous holder of another session, or nil. */
+/** claim: KEYS lease, reconn, seen; ARGV sessionId, nodeId, keyId, leaseTtlMs, seenTtlMs, policy → previous holder of another session, or nil. */
 const CLAIM = `
-local prev = redis.call('HMGET', KEYS[1], 's', 'n', 'k')
+local prev = redis.call('HMGET', KEYS[1], 's', 'n', 'k', 'p')
 redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('HSET', KEYS[1], 's', ARGV[1], 'n', ARGV[2], 'k', ARGV[3])
+redis.call('HSET', KEYS[1], 's', ARGV[1], 'n', ARGV[2], 'k', ARGV[3], 'p', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('SET', KEYS[3], '1', 'PX', ARGV[5])
 if prev[1] and prev[1] ~= ARGV[1] then return prev end
@@ -32,7 +32,7 @@ redis.call('SET', KEYS[3], '1', 'PX', ARGV[4])
 return 1
 `;
 
-/** renew: KEYS lease, reconn, seen; ARGV sessionId, nodeId, keyId, leaseTtlMs, seenTtlMs → 0 renewed, 1 reclaimed, 2 lost. */
+/** renew: KEYS lease, reconn, seen; ARGV sessionId, nodeId, keyId, leaseTtlMs, seenTtlMs, policy → 0 renewed, 1 reclaimed, 2 lost. */
 const RENEW = `
 local s = redis.call('HGET', KEYS[1], 's')
 if s == ARGV[1] then
@@ -42,16 +42,16 @@ if s == ARGV[1] then
 end
 if s then return 2 end
 redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('HSET', KEYS[1], 's', ARGV[1], 'n', ARGV[2], 'k', ARGV[3])
+redis.call('HSET', KEYS[1], 's', ARGV[1], 'n', ARGV[2], 'k', ARGV[3], 'p', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('SET', KEYS[3], '1', 'PX', ARGV[5])
 return 1
 `;
 
-/** lookup: KEYS lease, reconn, seen, name → {'online', s, n, k} | {'reconnecting', untilMs} | {'offline'} | {'unknown'}. */
+/** lookup: KEYS lease, reconn, seen, name → {'online', s, n, k, p} | {'reconnecting', untilMs} | {'offline'} | {'unknown'}. */
 const LOOKUP = `
-local h = redis.call('HMGET', KEYS[1], 's', 'n', 'k')
-if h[1] then return {'online', h[1], h[2], h[3]} end
+local h = redis.call('HMGET', KEYS[1], 's', 'n', 'k', 'p')
+if h[1] then return {'online', h[1], h[2], h[3], h[4] or ''} end
 local u = redis.call('GET', KEYS[2])
 if u then return {'reconnecting', u} end
 if redis.call('EXISTS', KEYS[3], KEYS[4]) > 0 then return {'offline'} end
@@ -101,6 +101,23 @@ function script(client: Client, name: ScriptName, ...args: Array<string | number
   return (client as unknown as Record<ScriptName, (...a: Array<string | number>) => Promise<unknown>>)[name](...args);
 }
 
+/** The policy as stored in the lease hash: JSON, or '' for none. */
+function policyText(holder: Holder): string {
+  return holder.policy === undefined ? '' : JSON.stringify(holder.policy);
+}
+
+/** A holder from the lease hash fields (s, n, k, p). */
+function holderOf(s: unknown, n: unknown, k: unknown, p: unknown): Holder {
+  const holder = { nodeId: String(n), sessionId: String(s), keyId: String(k) };
+  if (typeof p !== 'string' || p === '') return holder;
+  try {
+    return { ...holder, policy: JSON.parse(p) as TunnelPolicy };
+  } catch {
+    // Written by this code only; an unreadable policy must not open the tunnel up: refuse everything.
+    return { ...holder, policy: { access: { allowCidrs: [] } } };
+  }
+}
+
 export class RedisRegistry implements Registry {
   private readonly countKey: string;
   constructor(
@@ -134,9 +151,10 @@ export class RedisRegistry implements Registry {
         holder.keyId,
         this.settings.leaseTtlMs,
         this.heldSeenTtlMs,
+        policyText(holder),
       );
       if (!Array.isArray(prev)) return undefined;
-      return { nodeId: String(prev[1]), sessionId: String(prev[0]), keyId: String(prev[2]) };
+      return holderOf(prev[0], prev[1], prev[2], prev[3]);
     });
   }
 
@@ -156,7 +174,7 @@ export class RedisRegistry implements Registry {
       const r = (await script(c, 'burrowLookup', k.lease, k.reconn, k.seen, k.name)) as string[];
       switch (r[0]) {
         case 'online':
-          return { state: 'online', holder: { nodeId: String(r[2]), sessionId: String(r[1]), keyId: String(r[3]) } };
+          return { state: 'online', holder: holderOf(r[1], r[2], r[3], r[4]) };
         case 'reconnecting':
           return { state: 'reconnecting', untilMs: Number(r[1]) };
         case 'offline':
@@ -180,7 +198,7 @@ export class RedisRegistry implements Registry {
         const codes = await Promise.all(
           chunk.map(({ label, holder }) => {
             const k = this.keys(label);
-            return script(c, 'burrowRenew', k.lease, k.reconn, k.seen, holder.sessionId, holder.nodeId, holder.keyId, leaseTtlMs, seenTtl);
+            return script(c, 'burrowRenew', k.lease, k.reconn, k.seen, holder.sessionId, holder.nodeId, holder.keyId, leaseTtlMs, seenTtl, policyText(holder));
           }),
         );
         for (const r of codes) results.push(r === 0 ? 'renewed' : r === 1 ? 'reclaimed' : 'lost');

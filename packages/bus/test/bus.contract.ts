@@ -204,6 +204,21 @@ export function busContract(name: string, makeBuses: () => Promise<BusPair>): vo
         expect(await pair.b.registry.lookup(label)).toStrictEqual({ state: 'online', holder: h });
       });
 
+      test('a holder policy travels with the lease: claim, lookup and reclaim keep it', async () => {
+        const label = uniq('label');
+        const h: Holder = {
+          ...holder(pair.a.nodeId),
+          policy: { tenant: 't1', maxBodyBytes: 1000, requestsPerMinute: 60, access: { allowCidrs: ['10.0.0.0/8'], basicAuth: [{ user: 'u', sha256: 'x' }] } },
+        };
+        await pair.a.registry.claim(label, h);
+        expect(await pair.b.registry.lookup(label)).toStrictEqual({ state: 'online', holder: h });
+        const other = holder(pair.b.nodeId);
+        expect(await pair.b.registry.claim(label, other)).toStrictEqual(h);
+        const gone = uniq('label');
+        expect(await pair.a.registry.renew([{ label: gone, holder: h }])).toStrictEqual(['reclaimed']);
+        expect(await pair.b.registry.lookup(gone)).toStrictEqual({ state: 'online', holder: h });
+      });
+
       test('a label never seen is unknown', async () => {
         expect(await pair.a.registry.lookup(uniq('never'))).toStrictEqual({ state: 'unknown' });
       });

@@ -33,6 +33,12 @@ export const ERRORS = {
   BURROW_ERR_AGENT_SHUTDOWN: { wire: 20, status: 502, close: 1000, title: 'Agent is shutting down' },
   BURROW_ERR_HEARTBEAT_TIMEOUT: { wire: 21, status: 502, close: 4011, title: 'Peer stopped answering pings' },
   BURROW_ERR_NAME_LIMIT: { wire: 22, status: 503, close: 4009, title: 'Relay has no room for new names' },
+  BURROW_ERR_TOKEN_REQUIRED: { wire: 23, status: 401, close: 4012, title: 'This relay needs a tenant token' },
+  BURROW_ERR_TOKEN_INVALID: { wire: 24, status: 401, close: 4012, title: 'Tenant token is not valid' },
+  BURROW_ERR_TOKEN_REVOKED: { wire: 25, status: 401, close: 4012, title: 'Tenant token was revoked' },
+  BURROW_ERR_QUOTA_TUNNELS: { wire: 26, status: 429, close: 4013, title: 'Tenant has its maximum number of tunnels' },
+  BURROW_ERR_NAME_RESERVED: { wire: 27, status: 409, close: 4009, title: 'Name is reserved for another tenant' },
+  BURROW_ERR_ADMIN_DISCONNECT: { wire: 28, status: 502, close: 4014, title: 'An operator disconnected this tunnel' },
 
   // Stream level: sent in RESET frames; the public client gets `status`.
   BURROW_ERR_UNKNOWN_TUNNEL: { wire: 100, status: 404, close: 1011, title: 'No tunnel with this name' },
@@ -52,6 +58,10 @@ export const ERRORS = {
   BURROW_ERR_CLIENT_TIMEOUT: { wire: 114, status: 408, close: 1001, title: 'Request not received in time' },
   BURROW_ERR_BUS_UNAVAILABLE: { wire: 115, status: 503, close: 1013, title: 'Relay cannot reach the shared bus (Redis)' },
   BURROW_ERR_NODE_UNREACHABLE: { wire: 116, status: 502, close: 1011, title: 'Relay node holding the tunnel is unreachable' },
+  BURROW_ERR_RATE_LIMITED: { wire: 117, status: 429, close: 1013, title: "Tenant's request rate is over its quota" },
+  BURROW_ERR_VISITOR_UNAUTHORIZED: { wire: 118, status: 401, close: 1008, title: 'This tunnel needs credentials' },
+  BURROW_ERR_VISITOR_FORBIDDEN: { wire: 119, status: 403, close: 1008, title: 'Visitor address not allowed on this tunnel' },
+  BURROW_ERR_QUOTA_STREAMS: { wire: 120, status: 503, close: 1013, title: "Tenant's concurrent requests are at their quota" },
   BURROW_ERR_INTERNAL: { wire: 199, status: 500, close: 1011, title: 'Internal relay error' },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -1,4 +1,5 @@
 /** @burrow/protocol: the wire format, registration and naming. Pure. */
+export * from './access';
 export * from './constants';
 export * from './control';
 export * from './ed25519';

@@ -1,8 +1,10 @@
 /**
  * Signed registration. The agent signs claims (its public key, the relay's nonce, the time,
- * a ttl and the relay it meant to reach) with its ed25519 key; the relay verifies every part
- * before any traffic. Pure: callers pass the clock and the nonce state in.
+ * a ttl and the relay it meant to reach; optionally visitor access rules and a tenant token)
+ * with its ed25519 key; the relay verifies every part before any traffic. Pure: callers pass
+ * the clock and the nonce state in.
  */
+import { type AccessRules, validateAccessRules } from './access';
 import { PROTOCOL_VERSION, REGISTRATION_TTL_MS } from './constants';
 import type { RegisterPayload } from './control';
 import { ED25519_PUBLIC_KEY_BYTES, publicKeyFromSeed, signDetached, verifyDetached } from './ed25519';
@@ -11,6 +13,16 @@ import { base64url, fromBase64url, labelFor, normalizeSubdomain, urlAuthority, v
 
 /** Clock difference tolerated between agent and relay. */
 export const MAX_CLOCK_SKEW_MS = 30_000;
+/** Longest tenant token accepted in a registration (real ones are far shorter). Not exported: see validateTenantToken. */
+const MAX_TENANT_TOKEN_CHARS = 200;
+
+/** A tenant token as a registration may carry it: a string of 1 to 200 characters. Throws BURROW_ERR_BAD_REGISTRATION. */
+export function validateTenantToken(token: unknown): string {
+  if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TENANT_TOKEN_CHARS) {
+    throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', `token must be a string of 1 to ${MAX_TENANT_TOKEN_CHARS} characters`);
+  }
+  return token;
+}
 
 export interface RegistrationClaims {
   readonly v: number;
@@ -25,6 +37,10 @@ export interface RegistrationClaims {
   readonly aud: string;
   readonly session?: string;
   readonly subdomain?: string;
+  /** Visitor access rules for this tunnel (digests only). */
+  readonly access?: AccessRules;
+  /** Tenant token, on relays that require one. */
+  readonly token?: string;
 }
 
 export interface SignRegistrationInput {
@@ -36,6 +52,8 @@ export interface SignRegistrationInput {
   readonly ttlMs?: number;
   readonly session?: string;
   readonly subdomain?: string;
+  readonly access?: AccessRules;
+  readonly token?: string;
 }
 
 export function signRegistration(input: SignRegistrationInput): RegisterPayload {
@@ -48,6 +66,8 @@ export function signRegistration(input: SignRegistrationInput): RegisterPayload 
     aud: input.audience,
     ...(input.session !== undefined ? { session: input.session } : {}),
     ...(input.subdomain !== undefined ? { subdomain: input.subdomain } : {}),
+    ...(input.access !== undefined ? { access: input.access } : {}),
+    ...(input.token !== undefined ? { token: input.token } : {}),
   };
   const bytes = Buffer.from(JSON.stringify(claims), 'utf8');
   return { claims: base64url(bytes), sig: base64url(signDetached(bytes, input.secretKey)) };
@@ -70,6 +90,10 @@ export interface VerifiedRegistration {
   readonly session?: string;
   /** Normalized friendly name, if asked for. */
   readonly subdomain?: string;
+  /** Validated, frozen visitor access rules, if the agent set any. */
+  readonly access?: AccessRules;
+  /** Tenant token as sent (unchecked: the relay authenticates it). */
+  readonly token?: string;
 }
 
 const b64 = (s: string): Buffer => fromBase64url(s);
@@ -85,7 +109,7 @@ export function verifyRegistration(payload: RegisterPayload, input: VerifyRegist
   } catch {
     throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'registration claims are not a JSON object');
   }
-  const { v, pub, nonce, iat, ttl, aud, session, subdomain } = claims;
+  const { v, pub, nonce, iat, ttl, aud, session, subdomain, token } = claims;
   if (v !== PROTOCOL_VERSION)
     throw new BurrowError('BURROW_ERR_UNSUPPORTED_VERSION', `registration for protocol ${String(v)}, relay speaks ${PROTOCOL_VERSION}`);
   if (typeof pub !== 'string' || typeof nonce !== 'string' || typeof aud !== 'string') {
@@ -96,6 +120,8 @@ export function verifyRegistration(payload: RegisterPayload, input: VerifyRegist
   }
   if (session !== undefined && typeof session !== 'string') throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'session must be a string');
   if (subdomain !== undefined && typeof subdomain !== 'string') throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'subdomain must be a string');
+  const tenantToken = token === undefined ? undefined : validateTenantToken(token);
+  const access = claims.access === undefined ? undefined : validateAccessRules(claims.access);
   const publicKey = b64(pub);
   if (publicKey.length !== ED25519_PUBLIC_KEY_BYTES) throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'public key must be 32 bytes');
   if (!verifyDetached(bytes, sig, publicKey)) {
@@ -121,5 +147,7 @@ export function verifyRegistration(payload: RegisterPayload, input: VerifyRegist
     label,
     ...(session !== undefined ? { session } : {}),
     ...(subdomain !== undefined ? { subdomain: normalizeSubdomain(subdomain) } : {}),
+    ...(access !== undefined ? { access } : {}),
+    ...(tenantToken !== undefined ? { token: tenantToken } : {}),
   };
 }

@@ -8,6 +8,7 @@
  */
 import { createPrivateKey, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import {
+  accessRulesFrom,
   base64url,
   type KeyPair,
   keyPairFromSeed,
@@ -197,6 +198,61 @@ describe('verifyRegistration: names (the name rules themselves are covered in na
   });
   test('an invalid session name is INVALID_NAME', () => {
     expect(codeOf(() => verify(signRaw(claimsWith({ session: 'has space' }))))).toBe('BURROW_ERR_INVALID_NAME');
+  });
+});
+
+describe('access rules and tenant token claims', () => {
+  const access = accessRulesFrom({ basicAuth: ['alice:secret'], allowCidrs: ['10.0.0.0/8'], bearerTokens: ['t0k'] });
+  const TOKEN = 'burrow_abc_secret';
+
+  test('round trip: signed after session and subdomain, verified and returned as sent', () => {
+    const p = signRegistration({ secretKey: keyA.secretKey, nonce: NONCE, audience: AUDIENCE, nowMs: NOW, session: 'web', access, token: TOKEN });
+    expect(p).toStrictEqual(signRaw(claimsWith({ session: 'web', access, token: TOKEN })));
+    expect(Object.keys(claimsOf(p))).toStrictEqual([...Object.keys(baseClaims), 'session', 'access', 'token']);
+    const v = verify(p);
+    expect(v.access).toStrictEqual(access);
+    expect(Object.isFrozen(v.access)).toBe(true);
+    expect(v.token).toBe(TOKEN);
+    expect(v.label).toBe(labelFor(keyA.publicKey, 'web'));
+  });
+
+  test('each alone, and neither: absent from the result', () => {
+    expect(verify(signRaw(claimsWith({ token: TOKEN })))).not.toHaveProperty('access');
+    expect(verify(signRaw(claimsWith({ access: {} }))).access).toStrictEqual({});
+    expect(verify(signRaw(claimsWith({ access })))).not.toHaveProperty('token');
+  });
+
+  test('header names sent in capitals are lowercased', () => {
+    const sent = { headers: [{ name: 'X-Api-Key', sha256: access.basicAuth?.[0]?.sha256 }] };
+    expect(verify(signRaw(claimsWith({ access: sent }))).access?.headers?.[0]?.name).toBe('x-api-key');
+  });
+
+  test('changing the rules or the token after signing breaks the signature', () => {
+    const good = signRaw(claimsWith({ access, token: TOKEN }));
+    const looser = signRaw(claimsWith({ access: { ...access, allowCidrs: ['0.0.0.0/0'] }, token: TOKEN }));
+    const dropped = signRaw(claimsWith({ token: TOKEN }));
+    const otherToken = signRaw(claimsWith({ access, token: 'burrow_abc_other' }));
+    for (const tampered of [looser, dropped, otherToken]) {
+      expect(codeOf(() => verify({ claims: tampered.claims, sig: good.sig }))).toBe('BURROW_ERR_BAD_SIGNATURE');
+    }
+  });
+
+  test.each([
+    ['access that is not an object', { access: ['10.0.0.0/8'] }],
+    ['an unknown rule', { access: { denyCidrs: ['10.0.0.0/8'] } }],
+    ['a bad CIDR', { access: { allowCidrs: ['10.0.0.0/33'] } }],
+    ['a digest that is not one', { access: { basicAuth: [{ user: 'alice', sha256: 'secret' }] } }],
+    ['a hop-by-hop header', { access: { headers: [{ name: 'connection', sha256: access.basicAuth?.[0]?.sha256 }] } }],
+    ['17 CIDRs', { access: { allowCidrs: Array.from({ length: 17 }, () => '::1') } }],
+    ['a numeric token', { token: 42 }],
+    ['an empty token', { token: '' }],
+    ['a 201-character token', { token: 't'.repeat(201) }],
+  ])('%s is BAD_REGISTRATION (signed, so only validation can refuse it)', (_label, extra) => {
+    expect(codeOf(() => verify(signRaw(claimsWith(extra))))).toBe('BURROW_ERR_BAD_REGISTRATION');
+  });
+
+  test('a 200-character token is accepted', () => {
+    expect(verify(signRaw(claimsWith({ token: 't'.repeat(200) }))).token).toHaveLength(200);
   });
 });
 
