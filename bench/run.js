@@ -29,6 +29,7 @@ const AC_WORKER = path.join(__dirname, 'lib/autocannon-worker.js');
 const WS_WORKER = path.join(__dirname, 'lib/ws-echo-worker.js');
 const SSE_WORKER = path.join(__dirname, 'lib/sse-worker.js');
 const LIGHT_AGENTS = path.join(__dirname, 'lib/light-agents.js');
+const FAILOVER = path.join(__dirname, 'lib/failover.js');
 const RESULTS_DIR = path.join(__dirname, 'results');
 
 const DOWNLOAD_BYTES = 1024 * 1024; // 1 MiB
@@ -52,7 +53,9 @@ const USAGE = `Usage: node bench/run.js [options]   (or: npm run bench -- [optio
   --tool <name>           autocannon (default) or wrk (env BENCH_TOOL)
   --no-nginx              skip the nginx comparison even if nginx is installed
                           (env BENCH_NGINX_BUFFERING=on switches nginx to buffered proxying; default off = streaming)
-  --only <ids>            comma-separated scenario ids: get-c1,get-c64,download,upload,ws-echo,sse,setup,idle
+  --only <ids>            comma-separated scenario ids: get-c1,get-c64,download,upload,ws-echo,sse,
+                          x-get-c1,x-get-c64,x-upload (cross-node through Redis),failover,setup,idle
+  --failover-trials <n>   trials per failover case (env BENCH_FAILOVER_TRIALS, default 5, --quick 2)
   --setup-runs <n>        agent start-up samples (env BENCH_SETUP_RUNS, default 5)
   --repeat <n>            run every scenario n times, interleaved, and report the median run (env BENCH_REPEAT, default 1)
   --keep-tmp              keep the temp dir (logs, nginx.conf) and print its path
@@ -69,6 +72,7 @@ function parseArgs(argv, env) {
     only: undefined,
     setupRuns: undefined,
     repeat: undefined,
+    failoverTrials: undefined,
     keepTmp: false,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -116,6 +120,9 @@ function parseArgs(argv, env) {
       case '--repeat':
         o.repeat = positiveNumber(value(), name);
         break;
+      case '--failover-trials':
+        o.failoverTrials = positiveNumber(value(), name);
+        break;
       case '--keep-tmp':
         o.keepTmp = true;
         break;
@@ -129,10 +136,13 @@ function parseArgs(argv, env) {
   o.setupRuns = Math.min(50, Math.round(o.setupRuns));
   if (o.repeat === undefined) o.repeat = env.BENCH_REPEAT ? positiveNumber(env.BENCH_REPEAT, 'BENCH_REPEAT') : 1;
   o.repeat = Math.min(10, Math.round(o.repeat));
+  if (o.failoverTrials === undefined)
+    o.failoverTrials = env.BENCH_FAILOVER_TRIALS ? positiveNumber(env.BENCH_FAILOVER_TRIALS, 'BENCH_FAILOVER_TRIALS') : o.quick ? 2 : 5;
+  o.failoverTrials = Math.min(20, Math.round(o.failoverTrials));
   if (o.durationS > 120) usageError('duration is capped at 120 s per scenario');
   if (o.warmupS > 30) usageError('warm-up is capped at 30 s');
   if (o.tool !== 'autocannon' && o.tool !== 'wrk') usageError(`--tool must be autocannon or wrk, not "${o.tool}"`);
-  const known = ['get-c1', 'get-c64', 'download', 'upload', 'ws-echo', 'sse', 'setup', 'idle'];
+  const known = ['get-c1', 'x-get-c1', 'get-c64', 'x-get-c64', 'download', 'upload', 'x-upload', 'ws-echo', 'sse', 'failover', 'setup', 'idle'];
   for (const id of o.only ?? []) if (!known.includes(id)) usageError(`--only: unknown scenario "${id}" (known: ${known.join(', ')})`);
   return o;
 }
@@ -676,10 +686,14 @@ function summarizeAgentLines(lines) {
 function summarizeRelayLines(lines) {
   const s = { lines: lines.length, byMessage: {}, samples: [] };
   for (const line of lines) {
-    let key = line.slice(0, 120);
+    // Lines of the cross-node relays come as "[relay-a] <line>".
+    const m = /^\[([\w-]+)\] /.exec(line);
+    const who = m ? `${m[1]} ` : '';
+    const text = m ? line.slice(m[0].length) : line;
+    let key = who + text.slice(0, 120);
     try {
-      const j = JSON.parse(line);
-      key = `${levelName(j.level)}: ${String(j.msg ?? '').slice(0, 120)}`;
+      const j = JSON.parse(text);
+      key = `${who}${levelName(j.level)}: ${String(j.msg ?? '').slice(0, 120)}`;
     } catch {
       // plain text (stderr)
     }
@@ -709,16 +723,20 @@ function extraRelayArgs() {
   return (process.env.BENCH_RELAY_ARGS ?? '').split(/\s+/).filter(Boolean);
 }
 
-async function startRelay({ name = 'relay', logName = 'relay.log' } = {}) {
+/** Flags every relay the harness starts gets (before BURROW's extra ones): no admin listener, so several relays never collide on 127.0.0.1:9091. */
+function baseRelayArgs() {
+  return ['--host', '127.0.0.1', '--log-level', 'warn', '--max-body-bytes', String(RELAY_MAX_BODY_BYTES), '--admin-listen', 'off'];
+}
+
+/** A relay; with `redisUrl` it joins the other relays on that redis-server (`--redis`, `--node-id`). */
+async function startRelay({ name = 'relay', logName = 'relay.log', redisUrl, nodeId, args = [] } = {}) {
   const port = await freePort();
   const logFile = path.join(tmpDir, logName);
   const fd = fs.openSync(logFile, 'a');
-  const child = startChild(
-    name,
-    process.execPath,
-    [RELAY_MAIN, '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', '--max-body-bytes', String(RELAY_MAX_BODY_BYTES), ...extraRelayArgs()],
-    { stdio: ['ignore', fd, fd] },
-  );
+  const redisArgs = redisUrl !== undefined ? ['--redis', redisUrl, ...(nodeId !== undefined ? ['--node-id', nodeId] : [])] : [];
+  const child = startChild(name, process.execPath, [RELAY_MAIN, '--port', String(port), ...baseRelayArgs(), ...redisArgs, ...args, ...extraRelayArgs()], {
+    stdio: ['ignore', fd, fd],
+  });
   fs.closeSync(fd);
   await waitFor(
     'relay /healthz',
@@ -731,6 +749,43 @@ async function startRelay({ name = 'relay', logName = 'relay.log' } = {}) {
   // Agents dial the relay by its public name (http://localhost:<port>): the relay only accepts
   // registration tokens addressed to its public URL, not to whatever address the agent used.
   return { child, port, url: `http://localhost:${port}`, log: new LogFollower(logFile), logFile };
+}
+
+/** One RESP PING on a fresh connection: resolves true on +PONG. */
+function redisPing(port, timeoutMs = 500) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: '127.0.0.1', port });
+    let buf = '';
+    const done = (err, v) => {
+      clearTimeout(timer);
+      sock.destroy();
+      if (err) reject(err);
+      else resolve(v);
+    };
+    const timer = setTimeout(() => done(new Error('redis PING timed out')), timeoutMs);
+    sock.on('connect', () => sock.write('PING\r\n'));
+    sock.on('data', (c) => {
+      buf += c.toString('latin1');
+      if (buf.includes('\r\n')) done(undefined, buf.startsWith('+PONG'));
+    });
+    sock.on('error', (err) => done(err));
+  });
+}
+
+/**
+ * A throwaway redis-server (no persistence: a restart comes back empty) on `port` or a free one,
+ * with the pub/sub output-buffer limit infra/redis.conf recommends.
+ */
+async function startRedis({ name = 'redis', port } = {}) {
+  if (port === undefined) port = await freePort();
+  const logFile = path.join(tmpDir, `${name}.log`);
+  const fd = fs.openSync(logFile, 'a');
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', tmpDir];
+  args.push('--client-output-buffer-limit', 'pubsub 256mb 64mb 60', '--loglevel', 'warning');
+  const child = startChild(name, 'redis-server', args, { stdio: ['ignore', fd, fd] });
+  fs.closeSync(fd);
+  await waitFor('redis-server PING', () => redisPing(port), { child, timeoutMs: 10_000, intervalMs: 5 });
+  return { child, port, url: `redis://127.0.0.1:${port}`, logFile };
 }
 
 async function startAgent(relay, appPort, { name = 'agent', fileBase = 'agent', checkTunnel = true } = {}) {
@@ -1162,16 +1217,34 @@ async function measureIdle(appPort, mainRelay, log) {
 // ---------------------------------------------------------------------------------------------
 // Output
 
+/**
+ * `cross: true`: the cross-node scenarios. Their targets are direct, tunnel (the in-memory relay,
+ * as elsewhere), redis-same (relay A on Redis, the node holding agent-x) and redis-cross (relay B:
+ * the request crosses Redis to A and back), so "vs same node" isolates the extra hop.
+ */
 const SCENARIOS = [
   { id: 'get-c1', title: 'GET small, 1 conn', path: '/', connections: 1, metric: 'rps' },
+  { id: 'x-get-c1', cross: true, title: 'x-node: GET small, 1 conn', path: '/', connections: 1, metric: 'rps' },
   { id: 'get-c64', title: 'GET small, 64 conns', path: '/', connections: 64, metric: 'rps' },
+  { id: 'x-get-c64', cross: true, title: 'x-node: GET small, 64 conns', path: '/', connections: 64, metric: 'rps' },
   { id: 'download', title: 'GET 1 MiB, 8 conns', path: `/bytes?n=${DOWNLOAD_BYTES}`, connections: 8, metric: 'MBps' },
   { id: 'upload', title: 'POST 400 KiB, 8 conns', path: '/upload', method: 'POST', bodyBytes: UPLOAD_BYTES, connections: 8, metric: 'rps' },
+  {
+    id: 'x-upload',
+    cross: true,
+    title: 'x-node: POST 400 KiB, 8 conns',
+    path: '/upload',
+    method: 'POST',
+    bodyBytes: UPLOAD_BYTES,
+    connections: 8,
+    metric: 'upMBps',
+  },
   { id: 'ws-echo', kind: 'ws', title: `WS echo ${WS_MESSAGE_BYTES} B, 1 conn`, path: '/ws', connections: 1, metric: 'msgps' },
   { id: 'sse', kind: 'sse', title: `SSE every ${SSE_INTERVAL_MS} ms, 1 conn`, path: `/sse?ms=${SSE_INTERVAL_MS}`, connections: 1, metric: 'delay' },
 ];
 
-const UNITS = { rps: 'req/s', MBps: 'MB/s', msgps: 'msg/s', delay: 'ms delay' };
+const UNITS = { rps: 'req/s', MBps: 'MB/s', upMBps: 'MB/s up', msgps: 'msg/s', delay: 'ms delay' };
+const CROSS_TARGETS = ['direct', 'tunnel', 'redis-same', 'redis-cross'];
 
 function fmtNum(n, digits) {
   if (n === null || n === undefined || Number.isNaN(n)) return '-';
@@ -1189,6 +1262,7 @@ function printTable(headers, rows, align) {
 /** The figure a run is ranked by (median of --repeat rounds) and compared to direct with. */
 function value(result, metric) {
   if (metric === 'MBps') return result.bytesPerS / 1e6;
+  if (metric === 'upMBps') return (result.rps * UPLOAD_BYTES) / 1e6; // request bodies of 2xx exchanges
   if (metric === 'delay') return result.latencyMs.p50;
   return result.rps;
 }
@@ -1210,7 +1284,15 @@ async function main() {
 
   // Hard bound on the whole run, whatever hangs.
   const perRunS = opts.durationS + opts.warmupS + (opts.tool === 'wrk' ? 2 : 1);
-  const budgetS = Math.ceil(opts.repeat * scenarios.length * 3 * perRunS * 1.5 + (wanted('setup') ? opts.setupRuns * 15 : 0) + (wanted('idle') ? 420 : 0) + 90);
+  const crossWanted = scenarios.some((s) => s.cross);
+  if ((crossWanted || wanted('failover')) && commandExists('redis-server') === undefined)
+    throw new Error('the x-* and failover scenarios need redis-server on PATH (apt-get install redis-server), or leave them out with --only');
+  const runsPerRound = scenarios.reduce((n, s) => n + (s.cross ? CROSS_TARGETS.length : 3), 0);
+  // Failover: 4 cases per trial, each a fresh pair of relays and an agent (~3 s) plus the event (drain up to 25 s).
+  const failoverS = wanted('failover') ? opts.failoverTrials * 4 * 15 + 30 : 0;
+  const budgetS = Math.ceil(
+    opts.repeat * runsPerRound * perRunS * 1.5 + (wanted('setup') ? opts.setupRuns * 15 : 0) + (wanted('idle') ? 420 : 0) + failoverS + 90,
+  );
   const budget = setTimeout(() => {
     process.stderr.write(`bench: overall time limit of ${budgetS} s exceeded; stopping everything\n`);
     killAllSync();
@@ -1253,17 +1335,60 @@ async function main() {
     }
   }
 
-  const targets = [
+  // Cross-node: a redis-server, relays A and B on it, and agent-x on A. redis-same sends the
+  // load to A (same node as the agent), redis-cross to B with the tunnel's Host for B.
+  let cross;
+  if (crossWanted) {
+    const redis = await startRedis();
+    log(`redis-server on 127.0.0.1:${redis.port} (pid ${redis.child.pid})`);
+    const relayA = await startRelay({ name: 'relay-a', logName: 'relay-a.log', redisUrl: redis.url, nodeId: 'bench-a' });
+    const relayB = await startRelay({ name: 'relay-b', logName: 'relay-b.log', redisUrl: redis.url, nodeId: 'bench-b' });
+    log(`relay A on 127.0.0.1:${relayA.port} (pid ${relayA.child.pid}), relay B on 127.0.0.1:${relayB.port} (pid ${relayB.child.pid}), both --redis`);
+    const agentX = await startAgent(relayA, app.port, { name: 'agent-x', fileBase: 'agent-x' });
+    const hostB = `${agentX.label}.localhost:${relayB.port}`;
+    await waitFor(
+      'cross-node tunnel answering through relay B',
+      async () => (await request({ port: relayB.port, host: hostB, path: '/', timeoutMs: 2000 })).status === 200,
+      { child: agentX.child, timeoutMs: 10_000 },
+    );
+    log(`agent-x online on relay A (pid ${agentX.child.pid}): Host ${agentX.host} on A, ${hostB} on B`);
+    cross = { redis, relayA, relayB, agentX, hostB };
+  }
+
+  const allTargets = [
     { id: 'direct', port: app.port, host: undefined },
     { id: 'tunnel', port: relay.port, host: agent.host },
     ...(nginx ? [{ id: 'nginx', port: nginx.port, host: undefined }] : []),
+    ...(cross
+      ? [
+          { id: 'redis-same', port: cross.relayA.port, host: cross.agentX.host, cross: true },
+          { id: 'redis-cross', port: cross.relayB.port, host: cross.hostB, cross: true },
+        ]
+      : []),
   ];
-  const procs = { app: app.child, relay: relay.child, agent: agent.child, ...(nginx ? { nginx: nginx.child } : {}) };
+  const targetsFor = (sc) => (sc.cross ? allTargets.filter((t) => CROSS_TARGETS.includes(t.id)) : allTargets.filter((t) => !t.cross));
+  const procs = {
+    app: app.child,
+    relay: relay.child,
+    agent: agent.child,
+    ...(nginx ? { nginx: nginx.child } : {}),
+    ...(cross ? { 'relay-a': cross.relayA.child, 'relay-b': cross.relayB.child, 'agent-x': cross.agentX.child, redis: cross.redis.child } : {}),
+  };
+  const relayLogs = [
+    ['relay', relay],
+    ...(cross
+      ? [
+          ['relay-a', cross.relayA],
+          ['relay-b', cross.relayB],
+        ]
+      : []),
+  ];
+  const takeRelayLines = () => relayLogs.flatMap(([name, r]) => r.log.take().map((l) => (name === 'relay' ? l : `[${name}] ${l}`)));
 
   // Sanity: each target serves each scenario's request correctly once, before any load.
   const sanity = {};
   const uploadBody = Buffer.alloc(UPLOAD_BYTES, 0x62);
-  for (const t of targets) {
+  for (const t of allTargets) {
     const check = async (name, req, ok) => {
       try {
         const r = await request({ port: t.port, host: t.host, timeoutMs: 10_000, ...req });
@@ -1278,17 +1403,18 @@ async function main() {
     await check('GET /', { path: '/' }, (r) => r.status === 200 && r.body.toString() === 'ok');
     await check('GET 1 MiB', { path: `/bytes?n=${DOWNLOAD_BYTES}` }, (r) => r.status === 200 && r.body.length === DOWNLOAD_BYTES);
     await check('POST 400 KiB', { path: '/upload', method: 'POST', body: uploadBody }, (r) => r.status === 200 && r.body.toString() === `ok ${UPLOAD_BYTES}`);
-    if (wanted('ws-echo')) sanity[`${t.id} WebSocket echo`] = await checkWsEcho(t);
-    if (wanted('sse')) sanity[`${t.id} SSE`] = await checkSse(t);
+    if (wanted('ws-echo') && !t.cross) sanity[`${t.id} WebSocket echo`] = await checkWsEcho(t);
+    if (wanted('sse') && !t.cross) sanity[`${t.id} SSE`] = await checkSse(t);
   }
   for (const [k, v] of Object.entries(sanity)) if (v !== 'ok') log(`sanity check ${k}: ${v}`);
   agent.log.take();
-  relay.log.take();
+  cross?.agentX.log.take();
+  takeRelayLines();
 
   const runs = [];
   for (let round = 1; round <= opts.repeat; round++) {
     for (const sc of scenarios) {
-      for (const t of targets) {
+      for (const t of targetsFor(sc)) {
         log(`${sc.id} -> ${t.id} (${opts.durationS} s${opts.repeat > 1 ? `, round ${round}/${opts.repeat}` : ''})...`);
         for (const [name, child] of Object.entries(procs)) {
           if (!isRunning(child)) throw new Error(`${name} process exited (${describeExit(await child.exitInfo)}) before ${sc.id} -> ${t.id}`);
@@ -1303,12 +1429,14 @@ async function main() {
           log(`  FAILED: ${err.message}`);
         }
         const agentLines = agent.log.take();
-        const relayLines = relay.log.take();
+        const agentXLines = cross ? cross.agentX.log.take() : [];
+        const relayLines = takeRelayLines();
         const entry = { scenario: sc.id, title: sc.title, target: t.id, round, metric: sc.metric, connections: sc.connections, ...r };
-        if (t.id === 'tunnel') {
-          // Includes warm-up requests: the agent logs every request it forwards.
-          entry.agentLog = summarizeAgentLines(agentLines);
-        } else if (agentLines.length > 0) entry.agentLogUnexpected = summarizeAgentLines(agentLines);
+        // Includes warm-up requests: the agent logs every request it forwards.
+        const mine = t.id === 'tunnel' ? agentLines : t.cross ? agentXLines : [];
+        const notMine = t.id === 'tunnel' ? agentXLines : t.cross ? agentLines : [...agentLines, ...agentXLines];
+        if (t.id === 'tunnel' || t.cross) entry.agentLog = summarizeAgentLines(mine);
+        if (notMine.length > 0) entry.agentLogUnexpected = summarizeAgentLines(notMine);
         if (relayLines.length > 0) entry.relayLog = summarizeRelayLines(relayLines);
         if (nginx) {
           const nl = nginx.errorLog.take();
@@ -1340,7 +1468,7 @@ async function main() {
   // With --repeat, each (scenario, target) is represented by its median run (by rate).
   const results = [];
   for (const sc of scenarios) {
-    for (const t of targets) {
+    for (const t of targetsFor(sc)) {
       const mine = runs.filter((e) => e.scenario === sc.id && e.target === t.id);
       const ok = mine.filter((e) => !e.failed).sort((a, b) => a.value - b.value);
       const pick = ok.length > 0 ? ok[Math.floor((ok.length - 1) / 2)] : mine[0];
@@ -1360,6 +1488,49 @@ async function main() {
     } else e.ratioToDirect = dv > 0 ? e.value / dv : null;
     e.p50RatioToDirect = d.latencyMs.p50 ? e.latencyMs.p50 / d.latencyMs.p50 : null;
     e.p99RatioToDirect = d.latencyMs.p99 ? e.latencyMs.p99 / d.latencyMs.p99 : null;
+  }
+  // Cross-node scenarios: ratios to the same-node figures of the same scenario and run.
+  for (const e of results) {
+    if (e.failed || !SCENARIOS.find((s) => s.id === e.scenario)?.cross || e.target === 'direct') continue;
+    for (const [key, ref] of [
+      ['SameNode', 'redis-same'],
+      ['SameNodeMemory', 'tunnel'],
+    ]) {
+      const s = results.find((x) => x.scenario === e.scenario && x.target === ref);
+      if (s === undefined || s.failed || s === e) continue;
+      e[`ratioTo${key}`] = s.value > 0 ? e.value / s.value : null;
+      e[`p50RatioTo${key}`] = s.latencyMs.p50 ? e.latencyMs.p50 / s.latencyMs.p50 : null;
+      e[`p99RatioTo${key}`] = s.latencyMs.p99 ? e.latencyMs.p99 / s.latencyMs.p99 : null;
+    }
+  }
+
+  let failover;
+  if (wanted('failover')) {
+    log(`failover: ${opts.failoverTrials} trial(s) of each case, each on fresh relays A and B (--redis) and a fresh agent (--relay A,B)...`);
+    const ctx = {
+      startChild,
+      stopChild,
+      killGroup,
+      isRunning,
+      request,
+      sleep,
+      waitFor,
+      startRelay,
+      startRedis,
+      describeExit,
+      summarizeRelayLines,
+      log,
+      tmpDir,
+      AGENT_BIN,
+      shuttingDown: () => shuttingDown,
+    };
+    try {
+      failover = await require(FAILOVER).measureFailover(ctx, app.port, opts.failoverTrials);
+    } catch (err) {
+      if (shuttingDown) await new Promise(() => {});
+      failover = { failed: err.message };
+      log(`  FAILED: ${err.message}`);
+    }
   }
 
   let setup;
@@ -1404,9 +1575,11 @@ async function main() {
   const rows = [];
   for (const e of results) {
     if (e.failed) {
-      rows.push([e.title, e.target, 'FAILED', '', '', '', '', '', '', '']);
+      rows.push([e.title, e.target, 'FAILED', '', '', '', '', '', '', '', '']);
       continue;
     }
+    const vsSame =
+      e.ratioToSameNode === undefined || e.ratioToSameNode === null ? (e.target === 'redis-same' ? '1.00x' : '') : `${e.ratioToSameNode.toFixed(2)}x`;
     let vsDirect;
     if (e.metric === 'delay')
       vsDirect = e.target === 'direct' ? '-' : e.p50AddedMs === undefined ? '-' : `${e.p50AddedMs >= 0 ? '+' : ''}${e.p50AddedMs.toFixed(2)} ms`;
@@ -1419,11 +1592,13 @@ async function main() {
       fmtNum(e.latencyMs.p50, 2),
       fmtNum(e.latencyMs.p99, 2),
       vsDirect,
+      vsSame,
       String(e.ok),
       String(e.non2xx),
       String(e.errors + (e.lostEvents ?? 0)),
     ]);
   }
+  const showSame = results.some((e) => e.ratioToSameNode !== undefined);
   if (setup) {
     rows.push([`setup: spawn -> online (median of ${setup.runs})`, 'tunnel', fmtNum(setup.medianSpawnToOnlineMs, 0), 'ms', '', '', '', '', '', '']);
     rows.push([
@@ -1466,33 +1641,40 @@ async function main() {
   process.stdout.write(
     `\nburrow bench: ${opts.tool}, ${opts.durationS} s per run after ${opts.warmupS} s warm-up, ${os.cpus().length} CPUs, node ${process.version}${nginx ? '' : ', no nginx'}\n\n`,
   );
-  printTable(['scenario', 'target', 'rate', 'unit', 'p50 ms', 'p99 ms', 'vs direct', 'ok', 'non-2xx', 'errors'], rows, [
-    'l',
-    'l',
-    'r',
-    'l',
-    'r',
-    'r',
-    'r',
-    'r',
-    'r',
-    'r',
-  ]);
+  // Rows without the "vs same node" cell (setup, idle) get an empty one; the column shows only with x-* scenarios.
+  for (const r of rows) if (r.length === 10) r.splice(7, 0, '');
+  const headers = ['scenario', 'target', 'rate', 'unit', 'p50 ms', 'p99 ms', 'vs direct', 'vs same node', 'ok', 'non-2xx', 'errors'];
+  const aligns = ['l', 'l', 'r', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r'];
+  if (!showSame) {
+    for (const r of rows) r.splice(7, 1);
+    headers.splice(7, 1);
+    aligns.splice(7, 1);
+  }
+  printTable(headers, rows, aligns);
+  if (showSame) {
+    process.stdout.write(
+      '\nx-node rows: tunnel = in-memory relay (as above); redis-same = relay A on Redis, which holds agent-x; redis-cross = relay B, one Redis hop to A and back.\n"vs same node" = redis-cross (or tunnel) / redis-same of the same scenario and run.\n',
+    );
+  }
+  if (failover && !failover.failed) {
+    const { failoverRows } = require(FAILOVER);
+    process.stdout.write(
+      `\nFailover (${failover.trials} trials per case; fresh relays A and B on one redis-server, agent --relay A,B on A; ms from the event; B polled every ${failover.pollIntervalMs} ms):\n`,
+    );
+    printTable(['case', 'figure', 'median ms', 'max ms', 'n', 'statuses seen'], failoverRows(failover), ['l', 'l', 'r', 'r', 'r', 'l']);
+  } else if (failover?.failed) process.stdout.write(`\nFailover: FAILED: ${failover.failed.split('\n')[0]}\n`);
 
   // CPU per process during each measured window, and anything that went wrong.
+  const cpuCols = ['load', 'relay', 'agent', 'app', 'nginx', ...(cross ? ['relay-a', 'relay-b', 'agent-x', 'redis'] : []), 'machine', 'other'];
   const cpuRows = results
     .filter((e) => !e.failed && e.cpuPercent)
-    .map((e) => [
-      e.title,
-      e.target,
-      ...['load', 'relay', 'agent', 'app', 'nginx', 'machine', 'other'].map((k) => (e.cpuPercent[k] === undefined ? '-' : fmtNum(e.cpuPercent[k], 0))),
-    ]);
+    .map((e) => [e.title, e.target, ...cpuCols.map((k) => (e.cpuPercent[k] === undefined ? '-' : fmtNum(e.cpuPercent[k], 0)))]);
   if (cpuRows.length > 0) {
     const cores = os.cpus().length;
     process.stdout.write(
       `\nCPU during the measured window, % of one core (${cores} cores = ${cores * 100}). load = the load generator; machine = every process on the box;\nother = machine minus the bench's processes (high "other" = something else was running: numbers are unreliable):\n`,
     );
-    printTable(['scenario', 'target', 'load', 'relay', 'agent', 'app', 'nginx', 'machine', 'other'], cpuRows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r']);
+    printTable(['scenario', 'target', ...cpuCols], cpuRows, ['l', 'l', ...cpuCols.map(() => 'r')]);
   }
   const problems = [];
   const notes = [];
@@ -1548,6 +1730,20 @@ async function main() {
     problems.push(`setup: ${setup.firstAttemptFailures}/${setup.runs} agents did not answer 200 on the first request after "online"`);
   if (setup?.relayLog) problems.push(`setup: relay logged ${JSON.stringify(setup.relayLog.byMessage).slice(0, 300)}`);
   if (idle?.failed) problems.push(`idle: failed: ${idle.failed.split('\n')[0]}`);
+  if (failover?.failed) problems.push(`failover: failed: ${failover.failed.split('\n')[0]}`);
+  for (const f of failover?.failures ?? []) problems.push(`failover: ${f}`);
+  if (failover?.summary) {
+    const bad = (m) => Object.keys(m).filter((k) => k !== '200');
+    const a = bad(failover.summary.redis.aStatusesDuringOutage);
+    if (a.length > 0) problems.push(`failover redis: relay A (holding the agent) answered ${a.join(', ')} while Redis was down (expected only 200)`);
+    const q = bad(failover.summary.request.statuses);
+    if (q.length > 0)
+      problems.push(`failover request: the request sent to B right after relay A was killed got ${q.join(', ')} (expected to wait for the agent and get 200)`);
+    const ex = Object.keys(failover.summary.drain.aExits).filter((k) => k !== 'code 0');
+    if (ex.length > 0) problems.push(`failover drain: relay A ended with ${ex.join(', ')} after SIGTERM (expected code 0)`);
+    const dr = bad(failover.summary.drain.bStatusesDuringDrain);
+    if (dr.length > 0) problems.push(`failover drain: B answered ${dr.join(', ')} while A drained`);
+  }
   for (const st of idle?.steps ?? []) {
     const where = `idle ${st.tunnels} tunnels`;
     if (st.failed > 0) problems.push(`${where}: ${st.failed} light tunnels failed to register ${JSON.stringify(st.errors)}`);
@@ -1603,12 +1799,22 @@ async function main() {
       warmupS: opts.warmupS,
       repeat: opts.repeat,
       setupRuns: opts.setupRuns,
+      failoverTrials: opts.failoverTrials,
       quick: opts.quick,
       only: opts.only,
       nginxBuffering: process.env.BENCH_NGINX_BUFFERING ?? 'off',
     },
     setupDetails: {
-      relayArgs: ['--host', '127.0.0.1', '--log-level', 'warn', '--max-body-bytes', String(RELAY_MAX_BODY_BYTES), ...extraRelayArgs()],
+      relayArgs: [...baseRelayArgs(), ...extraRelayArgs()],
+      crossNode: cross
+        ? {
+            redisArgs: 'redis-server --port <free> --bind 127.0.0.1 --save "" --appendonly no --client-output-buffer-limit "pubsub 256mb 64mb 60"',
+            relayAArgs: ['--redis', cross.redis.url, '--node-id', 'bench-a'],
+            relayBArgs: ['--redis', cross.redis.url, '--node-id', 'bench-b'],
+            tunnelHostA: cross.agentX.host,
+            tunnelHostB: cross.hostB,
+          }
+        : undefined,
       downloadBytes: DOWNLOAD_BYTES,
       uploadBytes: UPLOAD_BYTES,
       wsMessageBytes: WS_MESSAGE_BYTES,
@@ -1623,6 +1829,7 @@ async function main() {
     ...(opts.repeat > 1 ? { allRuns: runs } : {}),
     setup,
     idle,
+    failover,
     problems,
     notes,
   };
@@ -1640,7 +1847,7 @@ async function main() {
 main().catch(async (err) => {
   process.stderr.write(`bench: ${err?.stack ? err.stack : String(err)}\n`);
   if (tmpDir !== undefined) {
-    for (const f of ['relay.log', 'agent.err.log']) {
+    for (const f of ['relay.log', 'agent.err.log', 'relay-a.log', 'relay-b.log', 'agent-x.err.log']) {
       try {
         const text = fs.readFileSync(path.join(tmpDir, f), 'utf8').trim();
         if (text) process.stderr.write(`--- ${f} (last 2000 chars)\n${text.slice(-2000)}\n`);

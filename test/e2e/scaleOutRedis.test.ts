@@ -222,6 +222,34 @@ describe('relays on a standalone Redis', () => {
     expect((await request(b.port, host)).text).toBe('alive');
   });
 
+  test('SIGKILL of the holding relay mid-request: a GET is sent again and succeeds once the agent is back; a POST gets 502 (bound: 3 s)', async () => {
+    let holds = 0;
+    let postArrived = false;
+    const { port: appPort } = await startApp((req, res) => {
+      if (req.method === 'POST') {
+        postArrived = true; // never answered: it dies with the node
+        return;
+      }
+      holds++;
+      if (holds >= 2) res.end(`attempt ${holds}`); // the first attempt dies with the node
+    });
+    const holder = await relayProcess(redis.url);
+    const b = await redisNode({ url: redis.url }, { reconnectGraceMs: 3000 });
+    const tunnel = await startTunnel(`${holder.url},${b.url}`, appPort);
+    const host = hostOn(tunnel.label, b.port);
+    const get = request(b.port, host, { path: '/hold' });
+    const post = request(b.port, host, { method: 'POST', body: 'once only' });
+    await waitFor(() => holds === 1 && postArrived, 3000, 'both requests at the app');
+    const killedAt = Date.now();
+    holder.child.kill('SIGKILL');
+    const [g, p] = await Promise.all([get, post]);
+    expect(g.status).toBe(200);
+    expect(g.text).toBe('attempt 2');
+    expect(p.status).toBe(502);
+    expect(p.headers['x-burrow-error']).toBe('BURROW_ERR_NODE_UNREACHABLE');
+    expect(Date.now() - killedAt).toBeLessThan(3000);
+  });
+
   test('Redis killed under traffic: local tunnels keep working, cross-node requests get 503 fast; after a restart (empty) leases come back without a relay restart (bounds: 1 s, 5 s)', async () => {
     const own = await startRedis();
     cleanups.push(() => own.stop());

@@ -188,6 +188,7 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       app.log,
     ),
     tenantStreams: new Map(),
+    busState: { recoveredAtMs: 0 },
     publicUrl,
     publicProto,
   };
@@ -237,6 +238,7 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     },
     connectionChanged(up) {
       if (up) {
+        ctx.busState.recoveredAtMs = Date.now();
         app.log.info('bus connection is back; re-announcing leases');
         void leases.renewNow();
       } else {

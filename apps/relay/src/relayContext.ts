@@ -23,6 +23,8 @@ export interface RelayContext {
   readonly tenancy: Tenancy;
   /** Streams in flight per tenant on this node (tenants with a maxStreams quota). */
   readonly tenantStreams: Map<string, number>;
+  /** When the bus last came back after an outage (epoch ms; 0: never lost). */
+  readonly busState: { recoveredAtMs: number };
   /** True once a SIGTERM drain began: no new agents. */
   isDraining(): boolean;
   readonly log: FastifyBaseLogger;

@@ -12,6 +12,11 @@ export type Resolution = { readonly holder: Holder } | { readonly error: ErrorCo
 
 /** How often a waiting request asks the registry again. */
 export const RECONNECT_POLL_MS = 50;
+/**
+ * After the bus comes back, a label may read unknown until its holder node reconnects too and
+ * re-announces it (Redis may have lost everything): unknown labels are waited for this long.
+ */
+export const BUS_RECOVERY_WAIT_MS = 2000;
 
 export function resolveLocal(ctx: RelayContext, label: string): Holder | undefined {
   const s = ctx.sessions.byLabel.get(label);
@@ -72,12 +77,19 @@ async function resolveWithGrace(ctx: RelayContext, label: string): Promise<Resol
             ? `tunnel "${label}" did not come back within ${ctx.config.reconnectGraceMs} ms; start its agent again`
             : `tunnel "${label}" is known but its agent is not connected; start the agent again`,
         };
-      case 'unknown':
-        return { error: 'BURROW_ERR_UNKNOWN_TUNNEL', message: `no tunnel is named "${label}" on this relay` };
+      case 'unknown': {
+        const recovered = ctx.busState.recoveredAtMs;
+        if (recovered === 0 || Date.now() - recovered >= BUS_RECOVERY_WAIT_MS) {
+          return { error: 'BURROW_ERR_UNKNOWN_TUNNEL', message: `no tunnel is named "${label}" on this relay` };
+        }
+        waitUntil = recovered + BUS_RECOVERY_WAIT_MS;
+        break;
+      }
     }
     const now = Date.now();
     const until = Math.min(waitUntil, hardDeadline);
     if (now >= until) {
+      if (found.state === 'unknown') return { error: 'BURROW_ERR_UNKNOWN_TUNNEL', message: `no tunnel is named "${label}" on this relay` };
       return found.state === 'online'
         ? { error: 'BURROW_ERR_NODE_UNREACHABLE', message: `the relay node holding tunnel "${label}" is gone and its agent has not reconnected yet` }
         : {

@@ -19,14 +19,28 @@ export function handleTunnelRequest(ctx: RelayContext, req: IncomingMessage, res
   const record = new RequestRecord(ctx, req, 'http', label);
   // Fires once for every response: finished, answered by the relay, destroyed, or its client gone.
   res.once('close', () => record.finish(res.headersSent ? res.statusCode : undefined, res.writableFinished));
+  routeRequest(ctx, req, res, label, record, true);
+}
+
+/** Methods a proxy may send again when the first attempt died with the node carrying it (RFC 9110 §9.2.2). */
+const RETRYABLE = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+function routeRequest(ctx: RelayContext, req: IncomingMessage, res: ServerResponse, label: string, record: RequestRecord, mayRetry: boolean): void {
+  // A bodiless idempotent request cut because the node holding the agent died is sent once more:
+  // by then the agent is reconnecting elsewhere, and the lookup waits for it (reconnect grace).
+  const retry =
+    mayRetry && RETRYABLE.has(req.method ?? '') && req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined
+      ? () => routeRequest(ctx, req, res, label, record, false)
+      : undefined;
   const holder = resolveLocal(ctx, label);
   if (holder !== undefined) {
-    proxyRequest(ctx, req, res, holder, record);
+    proxyRequest(ctx, req, res, holder, record, retry);
     return;
   }
   resolveRemote(ctx, label).then(
     (r) => {
-      if ('holder' in r) proxyRequest(ctx, req, res, r.holder, record);
+      if (res.destroyed) return;
+      if ('holder' in r) proxyRequest(ctx, req, res, r.holder, record, retry);
       else {
         ctx.log.info({ label, code: r.error, method: req.method, url: req.url }, r.message);
         record.fail(r.error);
@@ -41,7 +55,7 @@ export function handleTunnelRequest(ctx: RelayContext, req: IncomingMessage, res
   );
 }
 
-function proxyRequest(ctx: RelayContext, req: IncomingMessage, res: ServerResponse, holder: Holder, record: RequestRecord): void {
+function proxyRequest(ctx: RelayContext, req: IncomingMessage, res: ServerResponse, holder: Holder, record: RequestRecord, retry?: () => void): void {
   const refusal = admitVisitor(ctx, holder, req);
   if (refusal !== undefined) {
     ctx.log.info({ url: req.url, code: refusal.code }, refusal.message);
@@ -78,7 +92,7 @@ function proxyRequest(ctx: RelayContext, req: IncomingMessage, res: ServerRespon
     return;
   }
   const stream = ctx.ingress.open(holder);
-  const exchange = new HttpExchange(ctx, req, res, stream, record, maxBodyBytes);
+  const exchange = new HttpExchange(ctx, req, res, stream, record, maxBodyBytes, retry);
   stream.handler = exchange;
   stream.sendHead(FrameType.OPEN, head, !hasBody);
   if (!hasBody) exchange.startTimer();
@@ -99,6 +113,7 @@ class HttpExchange implements StreamHandler {
     /** Also counts the body bytes the limits are checked against. */
     private readonly record: RequestRecord,
     private readonly maxBodyBytes: number,
+    private readonly retry: (() => void) | undefined,
   ) {
     res.on('close', this.onClientClose);
   }
@@ -226,6 +241,12 @@ class HttpExchange implements StreamHandler {
   onReset(reason: Reason): void {
     clearTimeout(this.timer);
     const { req, res, ctx } = this;
+    if (reason.code === 'BURROW_ERR_NODE_UNREACHABLE' && this.retry !== undefined && !res.headersSent && !res.destroyed) {
+      ctx.log.info({ method: req.method, url: req.url }, 'the node holding the agent died; sending the request again');
+      res.off('close', this.onClientClose);
+      this.retry();
+      return;
+    }
     this.record.fail(reason.code);
     if (reason.code === 'BURROW_ERR_CANCELLED' && res.destroyed) return;
     ctx.log.info({ method: req.method, url: req.url, code: reason.code }, reason.message);
