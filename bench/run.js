@@ -30,6 +30,7 @@ const WS_WORKER = path.join(__dirname, 'lib/ws-echo-worker.js');
 const SSE_WORKER = path.join(__dirname, 'lib/sse-worker.js');
 const LIGHT_AGENTS = path.join(__dirname, 'lib/light-agents.js');
 const FAILOVER = path.join(__dirname, 'lib/failover.js');
+const TCP = path.join(__dirname, 'lib/tcp.js');
 const RESULTS_DIR = path.join(__dirname, 'results');
 
 const DOWNLOAD_BYTES = 1024 * 1024; // 1 MiB
@@ -54,7 +55,8 @@ const USAGE = `Usage: node bench/run.js [options]   (or: npm run bench -- [optio
   --no-nginx              skip the nginx comparison even if nginx is installed
                           (env BENCH_NGINX_BUFFERING=on switches nginx to buffered proxying; default off = streaming)
   --only <ids>            comma-separated scenario ids: get-c1,get-c64,download,upload,ws-echo,sse,
-                          x-get-c1,x-get-c64,x-upload (cross-node through Redis),failover,setup,idle
+                          x-get-c1,x-get-c64,x-upload (cross-node through Redis),failover,setup,idle,
+                          tcp (burrow tcp: MB/s both ways and connect latency, direct vs tunnel)
   --failover-trials <n>   trials per failover case (env BENCH_FAILOVER_TRIALS, default 5, --quick 2)
   --setup-runs <n>        agent start-up samples (env BENCH_SETUP_RUNS, default 5)
   --repeat <n>            run every scenario n times, interleaved, and report the median run (env BENCH_REPEAT, default 1)
@@ -142,7 +144,7 @@ function parseArgs(argv, env) {
   if (o.durationS > 120) usageError('duration is capped at 120 s per scenario');
   if (o.warmupS > 30) usageError('warm-up is capped at 30 s');
   if (o.tool !== 'autocannon' && o.tool !== 'wrk') usageError(`--tool must be autocannon or wrk, not "${o.tool}"`);
-  const known = ['get-c1', 'x-get-c1', 'get-c64', 'x-get-c64', 'download', 'upload', 'x-upload', 'ws-echo', 'sse', 'failover', 'setup', 'idle'];
+  const known = ['get-c1', 'x-get-c1', 'get-c64', 'x-get-c64', 'download', 'upload', 'x-upload', 'ws-echo', 'sse', 'failover', 'setup', 'idle', 'tcp'];
   for (const id of o.only ?? []) if (!known.includes(id)) usageError(`--only: unknown scenario "${id}" (known: ${known.join(', ')})`);
   return o;
 }
@@ -1291,7 +1293,12 @@ async function main() {
   // Failover: 4 cases per trial, each a fresh pair of relays and an agent (~3 s) plus the event (drain up to 25 s).
   const failoverS = wanted('failover') ? opts.failoverTrials * 4 * 15 + 30 : 0;
   const budgetS = Math.ceil(
-    opts.repeat * runsPerRound * perRunS * 1.5 + (wanted('setup') ? opts.setupRuns * 15 : 0) + (wanted('idle') ? 420 : 0) + failoverS + 90,
+    opts.repeat * runsPerRound * perRunS * 1.5 +
+      (wanted('setup') ? opts.setupRuns * 15 : 0) +
+      (wanted('idle') ? 420 : 0) +
+      (wanted('tcp') ? 120 : 0) +
+      failoverS +
+      90,
   );
   const budget = setTimeout(() => {
     process.stderr.write(`bench: overall time limit of ${budgetS} s exceeded; stopping everything\n`);
@@ -1533,6 +1540,18 @@ async function main() {
     }
   }
 
+  let tcp;
+  if (wanted('tcp')) {
+    log('tcp: relay with --tcp-ports, agent `burrow tcp` to a local TCP server; direct vs tunnel...');
+    try {
+      tcp = await require(TCP).measureTcp({ startChild, stopChild, startRelay, firstLine, waitFor, freePort, log, tmpDir, AGENT_BIN }, { quick: opts.quick });
+    } catch (err) {
+      if (shuttingDown) await new Promise(() => {});
+      tcp = { failed: err.message };
+      log(`  FAILED: ${err.message}`);
+    }
+  }
+
   let setup;
   if (wanted('setup')) {
     log(`setup time: ${opts.setupRuns} fresh agent processes...`);
@@ -1663,6 +1682,8 @@ async function main() {
     );
     printTable(['case', 'figure', 'median ms', 'max ms', 'n', 'statuses seen'], failoverRows(failover), ['l', 'l', 'r', 'r', 'r', 'l']);
   } else if (failover?.failed) process.stdout.write(`\nFailover: FAILED: ${failover.failed.split('\n')[0]}\n`);
+  if (tcp && !tcp.failed) process.stdout.write(`\n${require(TCP).tcpLines(tcp).join('\n')}\n`);
+  else if (tcp?.failed) process.stdout.write(`\nTCP: FAILED: ${tcp.failed.split('\n')[0]}\n`);
 
   // CPU per process during each measured window, and anything that went wrong.
   const cpuCols = ['load', 'relay', 'agent', 'app', 'nginx', ...(cross ? ['relay-a', 'relay-b', 'agent-x', 'redis'] : []), 'machine', 'other'];
@@ -1731,6 +1752,7 @@ async function main() {
   if (setup?.relayLog) problems.push(`setup: relay logged ${JSON.stringify(setup.relayLog.byMessage).slice(0, 300)}`);
   if (idle?.failed) problems.push(`idle: failed: ${idle.failed.split('\n')[0]}`);
   if (failover?.failed) problems.push(`failover: failed: ${failover.failed.split('\n')[0]}`);
+  if (tcp?.failed) problems.push(`tcp: failed: ${tcp.failed.split('\n')[0]}`);
   for (const f of failover?.failures ?? []) problems.push(`failover: ${f}`);
   if (failover?.summary) {
     const bad = (m) => Object.keys(m).filter((k) => k !== '200');
@@ -1830,6 +1852,7 @@ async function main() {
     setup,
     idle,
     failover,
+    tcp,
     problems,
     notes,
   };

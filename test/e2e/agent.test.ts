@@ -23,7 +23,8 @@ describe('agent', () => {
     const first = await startRelay({ port });
     const tunnel = await startTunnel(first.url, appPort, { reconnectInitialMs: 20, reconnectMaxMs: 100 });
     const events: string[] = [];
-    tunnel.agent.on('reconnecting', () => events.push('reconnecting'));
+    // Told by the closing relay (GOAWAY), or finding the socket gone, the agent goes offline first.
+    tunnel.agent.on('offline', () => events.push('offline'));
     const backOnline = new Promise<{ url: string; reconnected: boolean }>((resolve) => tunnel.agent.once('online', resolve));
     await first.relay.close();
     const second = await startRelay({ port });

@@ -28,6 +28,7 @@ import {
 import WebSocket from 'ws';
 import { forwardHttp, forwardUpgrade, type LocalForwardContext, type RequestEvent } from './localForward';
 import type { LocalTarget } from './localTarget';
+import { type ConnectionEvent, forwardTcp, type LocalTcpContext } from './localTcp';
 
 /** Path of the agent endpoint on the relay's apex host. */
 export const AGENT_CONNECT_PATH = '/_burrow/connect';
@@ -56,6 +57,8 @@ export interface AgentOptions {
   readonly access?: AccessRules;
   /** Tenant token, for relays that require one. */
   readonly token?: string;
+  /** `burrow tcp`: ask for a public TCP port and carry raw TCP connections to `target` (host and port). */
+  readonly tcp?: boolean;
 }
 
 export interface OnlineEvent {
@@ -67,6 +70,8 @@ export interface OnlineEvent {
   readonly reconnected: boolean;
   /** The relay URL this session is connected through. */
   readonly relay: string;
+  /** tcp://<host>:<port>, for a TCP tunnel. */
+  readonly tcpUrl?: string;
 }
 
 export interface ReconnectingEvent {
@@ -91,11 +96,14 @@ const FATAL: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'BURROW_ERR_TOKEN_REVOKED',
   'BURROW_ERR_QUOTA_TUNNELS',
   'BURROW_ERR_NAME_RESERVED',
+  'BURROW_ERR_TCP_DISABLED',
 ]);
 
 export interface AgentEvents {
   online: [OnlineEvent];
   request: [RequestEvent];
+  /** A TCP connection ended (TCP tunnels). */
+  connection: [ConnectionEvent];
   reconnecting: [ReconnectingEvent];
   offline: [{ reason: string }];
   fatal: [BurrowError];
@@ -174,6 +182,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private stopped = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private readonly local: LocalForwardContext;
+  private readonly localTcp: LocalTcpContext;
   private readonly deadAfterMs: number;
   private readonly relays: string[];
   private relayIndex = 0;
@@ -195,6 +204,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       hostHeader: options.hostHeader ?? 'preserve',
       onRequest: (e) => this.emit('request', e),
     };
+    this.localTcp = { target: options.target, onConnection: (e) => this.emit('connection', e) };
   }
 
   /** Starts connecting; returns at once. Listen for 'online', 'fatal', 'reconnecting'. */
@@ -269,6 +279,7 @@ export class Agent extends EventEmitter<AgentEvents> {
           ...(this.options.subdomain !== undefined ? { subdomain: this.options.subdomain } : {}),
           ...(this.options.access !== undefined ? { access: this.options.access } : {}),
           ...(this.options.token !== undefined ? { token: this.options.token } : {}),
+          ...(this.options.tcp === true ? { tcp: true } : {}),
         });
         batcher.sendFrame(FrameType.REGISTER, 0, 0, encodeJson(register));
         return;
@@ -286,6 +297,7 @@ export class Agent extends EventEmitter<AgentEvents> {
           reconnected,
           relay: c.relay,
           ...(r.subdomainUrl !== undefined ? { subdomainUrl: r.subdomainUrl } : {}),
+          ...(r.tcpUrl !== undefined ? { tcpUrl: r.tcpUrl } : {}),
         });
         return;
       }
@@ -335,7 +347,10 @@ export class Agent extends EventEmitter<AgentEvents> {
       stream.reset('BURROW_ERR_PROTOCOL', (err as Error).message);
       return;
     }
-    if (head.kind === StreamKind.HTTP) forwardHttp(stream, head, fin, this.local);
+    if (this.options.tcp === true) {
+      if (head.kind === StreamKind.TCP) forwardTcp(stream, head, this.localTcp);
+      else stream.reset('BURROW_ERR_BAD_REQUEST', 'this agent forwards raw TCP only (burrow tcp)');
+    } else if (head.kind === StreamKind.HTTP) forwardHttp(stream, head, fin, this.local);
     else if (head.kind === StreamKind.WEBSOCKET) forwardUpgrade(stream, head, this.local);
     else stream.reset('BURROW_ERR_BAD_REQUEST', 'this agent forwards HTTP and WebSocket only');
   };

@@ -4,6 +4,7 @@ import { Agent } from './agent';
 import { parseAgentArgs, USAGE, UsageError } from './cli';
 import { defaultKeyPath, KeyFileError, loadOrCreateKey } from './keyStore';
 import { attachHumanOutput, attachJsonOutput } from './output';
+import { runStart } from './supervisor';
 import { AGENT_VERSION } from './version';
 
 /**
@@ -45,6 +46,18 @@ function main(): void {
     process.stdout.write(`burrow ${AGENT_VERSION}\n`);
     return;
   }
+  if (command.kind === 'start') {
+    const out = batchedWriter((text) => process.stdout.write(text));
+    const exit = (code: number): void => {
+      process.exitCode = code;
+      setImmediate(() => process.exit(code)); // after the batched lines are written
+    };
+    const supervisor = runStart(command, { env: process.env, out, log: (line) => process.stderr.write(line), color: process.stdout.isTTY === true, exit });
+    const stop = (): void => void supervisor?.stop();
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    return;
+  }
   const keyPath = command.keyFile ?? defaultKeyPath();
   let key: ReturnType<typeof loadOrCreateKey>;
   try {
@@ -69,6 +82,7 @@ function main(): void {
     ...(command.session !== undefined ? { session: command.session } : {}),
     ...(command.access !== undefined ? { access: command.access } : {}),
     ...(command.token !== undefined ? { token: command.token } : {}),
+    ...(command.kind === 'tcp' ? { tcp: true } : {}),
   });
   const out = batchedWriter((text) => process.stdout.write(text));
   if (command.json) attachJsonOutput(agent, out);

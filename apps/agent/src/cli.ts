@@ -2,10 +2,11 @@
  * Pure parser for the `burrow` command line: argv and env in, a command or a usage error out.
  */
 import { type AccessRules, type AccessRulesInput, accessRulesFrom, normalizeSubdomain, validateSessionName, validateTenantToken } from '@burrow/protocol';
-import { type LocalTarget, parseTarget } from './localTarget';
+import { type LocalTarget, parseTarget, parseTcpTarget } from './localTarget';
 
+/** `burrow http`, or `burrow tcp` (kind 'tcp': a raw TCP target, a public TCP port). */
 export interface HttpCommand {
-  readonly kind: 'http';
+  readonly kind: 'http' | 'tcp';
   readonly target: LocalTarget;
   readonly relay: string;
   readonly subdomain?: string;
@@ -21,15 +22,28 @@ export interface HttpCommand {
   readonly token?: string;
 }
 
-export type Command = HttpCommand | { readonly kind: 'help' } | { readonly kind: 'version' };
+/** `burrow start --config <file>`: every forward of a config file in one process (see configFile.ts). */
+export interface StartCommand {
+  readonly kind: 'start';
+  readonly configFile: string;
+  readonly json: boolean;
+}
+
+export type Command = HttpCommand | StartCommand | { readonly kind: 'help' } | { readonly kind: 'version' };
 
 export class UsageError extends Error {
   readonly code = 'BURROW_ERR_USAGE';
 }
 
 export const USAGE = `Usage: burrow http <port | host:port | url> [options]
+       burrow start --config <file> [--json]
+       burrow tcp <port | host:port> [--relay, --session, --key, --token, --json, --dead-after-ms]
 
 Exposes a local HTTP/WebSocket app at a public URL through a burrow relay.
+\`tcp\` exposes a local TCP service (a database, SSH) at a public tcp://<host>:<port> instead; the relay
+needs --tcp-ports. The same key gets the same port back while it is free.
+\`start\` runs every forward of a YAML or JSON config file in one process (file also from env
+BURROW_CONFIG); it restarts a forward that fails and exits 1 when one cannot run.
 
 Options (flag, environment variable, default):
   --relay <url[,url...]>   relay(s) to connect to, tried in turn; env BURROW_RELAY, default http://localhost:8080
@@ -39,6 +53,7 @@ Options (flag, environment variable, default):
   --host-header <mode>     preserve (default) | rewrite (use the target's host) | a literal value
   --insecure               accept a self-signed certificate from an https local app
   --json                   one JSON object per line on stdout instead of human output
+  --config <file>          start: the config file of forwards; env BURROW_CONFIG
   --dead-after-ms <n>      reconnect after this much silence from the relay; env BURROW_DEAD_AFTER_MS, default 20000
   --token <token>          tenant token, for relays that require one; env BURROW_TOKEN
   -h, --help               show this help
@@ -56,9 +71,11 @@ Examples:
   burrow http 3000
   burrow http localhost:8000 --subdomain shop --relay https://tunnel.example.com
   burrow http 3000 --basic-auth alice:s3cret --allow-cidr 203.0.113.0/24
+  burrow start --config burrow.yml
+  burrow tcp 5432 --relay https://tunnel.example.com
 `;
 
-const VALUE_FLAGS = new Set(['--relay', '--subdomain', '--session', '--key', '--host-header', '--dead-after-ms', '--token']);
+const VALUE_FLAGS = new Set(['--relay', '--subdomain', '--session', '--key', '--host-header', '--dead-after-ms', '--token', '--config']);
 /** Flags that may be given several times; every value is kept. */
 const LIST_FLAGS = new Set(['--basic-auth', '--allow-cidr', '--require-header', '--bearer-token']);
 const BOOL_FLAGS = new Set(['--json', '--insecure']);
@@ -90,12 +107,14 @@ export function parseAgentArgs(argv: readonly string[], env: Readonly<Record<str
   }
   const [command, targetSpec, ...extra] = positional;
   if (command === undefined) throw new UsageError('missing command: burrow http <port>');
-  if (command !== 'http') throw new UsageError(`unknown command "${command}"; try: burrow http <port>`);
+  if (command === 'start') return startCommand(positional.slice(1), values, lists, bools, env);
+  if (command !== 'http' && command !== 'tcp') throw new UsageError(`unknown command "${command}"; try: burrow http <port>`);
+  if (values.has('--config')) throw new UsageError('--config belongs to start: burrow start --config <file>');
   if (targetSpec === undefined) throw new UsageError('missing target: burrow http <port | host:port | url>');
   if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`);
   let target: LocalTarget;
   try {
-    target = parseTarget(targetSpec);
+    target = command === 'tcp' ? parseTcpTarget(targetSpec) : parseTarget(targetSpec);
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
@@ -129,6 +148,10 @@ export function parseAgentArgs(argv: readonly string[], env: Readonly<Record<str
   }
   const keyFile = values.get('--key');
   const access = accessFlags(lists);
+  if (command === 'tcp') {
+    const httpOnly = ['--subdomain', '--host-header', '--insecure', ...LIST_FLAGS].find((f) => values.has(f) || lists.has(f) || bools.has(f));
+    if (httpOnly !== undefined) throw new UsageError(`${httpOnly} is an option of burrow http; a TCP tunnel carries raw bytes on its own port`);
+  }
   const token = values.get('--token') ?? (env.BURROW_TOKEN !== '' ? env.BURROW_TOKEN : undefined);
   if (token !== undefined) {
     try {
@@ -138,7 +161,7 @@ export function parseAgentArgs(argv: readonly string[], env: Readonly<Record<str
     }
   }
   return {
-    kind: 'http',
+    kind: command,
     target,
     relay,
     json: bools.has('--json'),
@@ -151,6 +174,21 @@ export function parseAgentArgs(argv: readonly string[], env: Readonly<Record<str
     ...(access !== undefined ? { access } : {}),
     ...(token !== undefined ? { token } : {}),
   };
+}
+
+function startCommand(
+  args: readonly string[],
+  values: ReadonlyMap<string, string>,
+  lists: ReadonlyMap<string, readonly string[]>,
+  bools: ReadonlySet<string>,
+  env: Readonly<Record<string, string | undefined>>,
+): StartCommand {
+  if (args.length > 0) throw new UsageError(`unexpected argument "${args[0]}"; start takes its forwards from --config <file>`);
+  const other = [...values.keys(), ...lists.keys(), ...bools].find((f) => f !== '--config' && f !== '--json');
+  if (other !== undefined) throw new UsageError(`${other} is not an option of start; set it in the config file`);
+  const configFile = values.get('--config') ?? (env.BURROW_CONFIG !== '' ? env.BURROW_CONFIG : undefined);
+  if (configFile === undefined) throw new UsageError('start needs a config file: burrow start --config <file> (or BURROW_CONFIG)');
+  return { kind: 'start', configFile, json: bools.has('--json') };
 }
 
 /** AccessRules from the access flags, or undefined when none was given; problems name their flag. */

@@ -5,7 +5,7 @@
 import type { AccessRules, KeyPair } from '@burrow/protocol';
 import { Agent, type OnlineEvent } from './agent';
 import { defaultKeyPath, loadOrCreateKey } from './keyStore';
-import { parseTarget } from './localTarget';
+import { parseTarget, parseTcpTarget } from './localTarget';
 
 export interface ConnectOptions {
   /** Local app: a port, host:port or http(s) URL. */
@@ -28,12 +28,16 @@ export interface ConnectOptions {
   readonly access?: AccessRules;
   /** Tenant token. Default: BURROW_TOKEN, if set. */
   readonly token?: string;
+  /** A TCP tunnel: `to` is a port or host:port, and the relay gives a public TCP port (tunnel.tcpUrl). */
+  readonly tcp?: boolean;
 }
 
 export interface Tunnel {
   readonly url: string;
   readonly label: string;
   readonly subdomainUrl?: string;
+  /** tcp://<host>:<port> of a TCP tunnel. */
+  readonly tcpUrl?: string;
   /** Events: request, reconnecting, online (again), offline, fatal, closed. */
   readonly agent: Agent;
   close(): Promise<void>;
@@ -44,7 +48,8 @@ export async function connect(options: ConnectOptions): Promise<Tunnel> {
   const token = options.token ?? process.env.BURROW_TOKEN;
   const agent = new Agent({
     relay: options.relay ?? process.env.BURROW_RELAY ?? 'http://localhost:8080',
-    target: parseTarget(options.to),
+    target: options.tcp === true ? parseTcpTarget(options.to) : parseTarget(options.to),
+    ...(options.tcp === true ? { tcp: true } : {}),
     keyPair,
     ...(options.subdomain !== undefined ? { subdomain: options.subdomain } : {}),
     ...(options.session !== undefined ? { session: options.session } : {}),
@@ -89,6 +94,7 @@ export async function connect(options: ConnectOptions): Promise<Tunnel> {
     url: online.subdomainUrl ?? online.url,
     label: online.label,
     ...(online.subdomainUrl !== undefined ? { subdomainUrl: online.subdomainUrl } : {}),
+    ...(online.tcpUrl !== undefined ? { tcpUrl: online.tcpUrl } : {}),
     agent,
     close: () => agent.close(),
   };

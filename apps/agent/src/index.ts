@@ -4,5 +4,6 @@ export { type Command, parseAgentArgs, USAGE, UsageError } from './cli';
 export { type ConnectOptions, connect, type Tunnel } from './connect';
 export { defaultKeyPath, KeyFileError, type LoadedKey, loadOrCreateKey } from './keyStore';
 export type { RequestEvent } from './localForward';
-export { type LocalTarget, parseTarget, TargetError } from './localTarget';
+export { type LocalTarget, parseTarget, parseTcpTarget, TargetError } from './localTarget';
+export type { ConnectionEvent } from './localTcp';
 export { AGENT_VERSION } from './version';

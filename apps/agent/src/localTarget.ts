@@ -3,7 +3,8 @@
  */
 
 export interface LocalTarget {
-  readonly protocol: 'http:' | 'https:';
+  /** 'tcp:' for `burrow tcp` targets (raw bytes, no HTTP). */
+  readonly protocol: 'http:' | 'https:' | 'tcp:';
   readonly hostname: string;
   readonly port: number;
   /** For display and logs: http://localhost:3000 */
@@ -37,4 +38,14 @@ export function parseTarget(spec: string | number): LocalTarget {
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TargetError(`port in "${text}" must be 1-65535`);
   const hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
   return { protocol: url.protocol, hostname, port, origin: `${url.protocol}//${url.host}` };
+}
+
+/** A raw TCP target for `burrow tcp`: `5432` (localhost) or `host:5432` (IPv6 in brackets). */
+export function parseTcpTarget(spec: string | number): LocalTarget {
+  const text = String(spec).trim();
+  const m = /^(?:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):)?(\d{1,5})$/.exec(text);
+  const port = Number(m?.[2]);
+  if (m === null || port < 1 || port > 65535) throw new TargetError(`"${text}" is not a port or host:port (1-65535)`);
+  const host = m[1] ?? 'localhost';
+  return { protocol: 'tcp:', hostname: host.startsWith('[') ? host.slice(1, -1) : host, port, origin: `tcp://${host}:${port}` };
 }

@@ -23,6 +23,7 @@ import {
   MAX_STREAM_ID,
   PROTOCOL_VERSION,
   type RegisteredPayload,
+  StreamKind,
   type VerifiedRegistration,
   verifyRegistration,
 } from '@burrow/protocol';
@@ -39,6 +40,8 @@ interface Route {
   readonly ingressId: number;
   fromIngressDone: boolean;
   fromAgentDone: boolean;
+  /** A public TCP connection (counted against --tcp-max-connections). */
+  readonly tcp: boolean;
 }
 
 type State = 'greeting' | 'registering' | 'active' | 'closed';
@@ -76,6 +79,10 @@ export class AgentSession {
   bytesOut = 0;
   private everActive = false;
   private readonly log: FastifyBaseLogger;
+  /** The public TCP port of this session's label, when the agent asked for one. */
+  tcpPort: number | undefined;
+  /** TCP connections routed now. */
+  private tcpStreams = 0;
 
   constructor(
     private readonly ctx: RelayContext,
@@ -189,6 +196,12 @@ export class AgentSession {
       this.nonce = undefined; // one attempt per issued nonce
       verified = verifyRegistration(decodeRegister(payload), { expectedNonce: nonce, audiences: this.audiences, nowMs: Date.now() });
       this.keyId = verified.keyId;
+      if (verified.tcp === true && this.ctx.config.tcpPorts === undefined) {
+        throw new BurrowError(
+          'BURROW_ERR_TCP_DISABLED',
+          'this relay offers no public TCP ports (it runs without --tcp-ports); use burrow http, or another relay',
+        );
+      }
       const admission = await this.ctx.tenancy.admit(verified, this.id);
       this.tenant = admission.tenant;
       this.tokenId = admission.tokenId;
@@ -221,6 +234,15 @@ export class AgentSession {
           this.replace(previous);
         }
       }
+      const range = this.ctx.config.tcpPorts;
+      if (verified.tcp === true && range !== undefined) {
+        const port = await bus.registry.allocatePort(verified.label, this.id, range);
+        if (port === undefined) {
+          throw new BurrowError('BURROW_ERR_TCP_PORTS_EXHAUSTED', `every TCP port of ${range.first}-${range.last} is held by another tunnel; retrying`);
+        }
+        this.tcpPort = port;
+        if (this.isClosed()) return;
+      }
     } catch (err) {
       if (err instanceof BurrowError && err.code === 'BURROW_ERR_WRONG_AUDIENCE') {
         // The usual cause is an agent dialling this relay by another name (an IP, a container name).
@@ -240,12 +262,14 @@ export class AgentSession {
     const publicUrl = this.ctx.publicUrl();
     const registered: RegisteredPayload = {
       label: verified.label,
-      url: tunnelUrl(publicUrl, verified.label),
+      url: tunnelUrl(publicUrl, verified.label, this.ctx.config.tunnelUrls),
       sessionId: this.id,
-      ...(verified.subdomain !== undefined ? { subdomainUrl: tunnelUrl(publicUrl, verified.subdomain) } : {}),
+      ...(verified.subdomain !== undefined ? { subdomainUrl: tunnelUrl(publicUrl, verified.subdomain, this.ctx.config.tunnelUrls) } : {}),
     };
-    this.batcher.sendFrame(FrameType.REGISTERED, 0, 0, encodeJson(registered));
-    this.log.info({ labels: this.labels, key: this.keyId }, 'agent registered');
+    const registeredTcp: RegisteredPayload =
+      this.tcpPort === undefined ? registered : { ...registered, tcpUrl: `tcp://${this.ctx.config.tcpHost ?? new URL(publicUrl).hostname}:${this.tcpPort}` };
+    this.batcher.sendFrame(FrameType.REGISTERED, 0, 0, encodeJson(registeredTcp));
+    this.log.info({ labels: this.labels, key: this.keyId, ...(this.tcpPort !== undefined ? { tcpPort: this.tcpPort } : {}) }, 'agent registered');
     this.ctx.metrics.agentRegistered(reconnect);
     // Registered while the node began draining: send it on its way at once.
     if (this.ctx.isDraining()) this.goAway();
@@ -306,7 +330,8 @@ export class AgentSession {
   fromIngress(msg: Extract<BusMessage, { kind: 'toSession' }>): void {
     const { frame, replyNode } = msg;
     if (this.state !== 'active') {
-      if (frame.type !== FrameType.RESET) this.replyReset(replyNode, frame.streamId, 'BURROW_ERR_AGENT_DISCONNECTED', 'agent session is not active');
+      if (frame.type === FrameType.OPEN) this.replyReset(replyNode, frame.streamId, 'BURROW_ERR_SESSION_GONE', 'the tunnel session here is not active');
+      else if (frame.type !== FrameType.RESET) this.replyReset(replyNode, frame.streamId, 'BURROW_ERR_AGENT_DISCONNECTED', 'agent session is not active');
       return;
     }
     let perNode = this.byIngress.get(replyNode);
@@ -327,6 +352,13 @@ export class AgentSession {
         this.close('BURROW_ERR_PROTOCOL', 'stream ids exhausted; reconnect');
         return;
       }
+      const tcp = frame.payload[0] === StreamKind.TCP;
+      if (tcp && this.tcpStreams >= this.ctx.config.tcpMaxConnections) {
+        const message = `this tunnel already carries ${this.tcpStreams} TCP connections (limit ${this.ctx.config.tcpMaxConnections})`;
+        this.log.info({ code: 'BURROW_ERR_TCP_CONNECTION_LIMIT', port: this.tcpPort }, `tcp connection refused: ${message}`);
+        this.replyReset(replyNode, frame.streamId, 'BURROW_ERR_TCP_CONNECTION_LIMIT', message);
+        return;
+      }
       this.nextStreamId += 2;
       const maxStreams = this.tenant?.quotas.maxStreams;
       if (maxStreams !== undefined && (this.ctx.tenantStreams.get(this.tenant?.id as string) ?? 0) >= maxStreams) {
@@ -334,8 +366,9 @@ export class AgentSession {
         this.replyReset(replyNode, frame.streamId, 'BURROW_ERR_QUOTA_STREAMS', `tenant "${this.tenant?.id}" already has ${maxStreams} requests in flight here`);
         return;
       }
-      const route: Route = { node: replyNode, ingressId: frame.streamId, fromIngressDone: (frame.flags & FLAG_FIN) !== 0, fromAgentDone: false };
+      const route: Route = { node: replyNode, ingressId: frame.streamId, fromIngressDone: (frame.flags & FLAG_FIN) !== 0, fromAgentDone: false, tcp };
       this.routes.set(id, route);
+      if (tcp) this.tcpStreams++;
       this.countStream(1);
       this.requests++;
       if (perNode === undefined) {
@@ -387,7 +420,10 @@ export class AgentSession {
   }
 
   private unroute(id: number, route: Route): void {
-    if (this.routes.delete(id)) this.countStream(-1);
+    if (this.routes.delete(id)) {
+      this.countStream(-1);
+      if (route.tcp) this.tcpStreams--;
+    }
     const perNode = this.byIngress.get(route.node);
     perNode?.delete(route.ingressId);
     if (perNode !== undefined && perNode.size === 0) this.byIngress.delete(route.node);
@@ -468,8 +504,16 @@ export class AgentSession {
       this.replyReset(route.node, route.ingressId, 'BURROW_ERR_AGENT_DISCONNECTED', 'the agent disconnected before the response completed');
     }
     this.routes.clear();
+    this.tcpStreams = 0;
     this.byIngress.clear();
     this.ctx.sessions.remove(this);
+    if (this.tcpPort !== undefined) {
+      // A dropped agent keeps its port a lease period, so its label still resolves while it reconnects.
+      const keepMs = this.agentLeaving ? 0 : this.ctx.bus.leaseTtlMs;
+      this.ctx.bus.registry
+        .releasePort(this.tcpPort, this.id, keepMs)
+        .catch((err: unknown) => this.log.warn({ err, port: this.tcpPort }, 'could not release TCP port'));
+    }
     // An agent that dropped (rather than left) is expected back: visitors wait for it a while.
     const graceMs = this.agentLeaving ? 0 : this.ctx.config.reconnectGraceMs;
     for (const label of this.labels) {

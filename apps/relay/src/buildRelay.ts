@@ -16,14 +16,17 @@ import { AgentSession } from './agentSession';
 import type { RelayConfig } from './config';
 import { DeadNodes } from './deadNodes';
 import { rawErrorResponse, renderError, sendError, wantsJson } from './errorResponse';
+import { HolderCache } from './holderCache';
 import { makeHostRouter } from './hostRouter';
 import { IngressTable } from './ingressTable';
 import { LeaseKeeper } from './leaseKeeper';
 import { LocalSessions } from './localSessions';
 import { makeBus } from './makeBus';
 import { RelayMetrics } from './metrics';
+import { makePathRouter, sendRedirect } from './pathRouter';
 import { PeerWatch } from './peerWatch';
-import type { RelayContext } from './relayContext';
+import { type RelayContext, tunnelUrl } from './relayContext';
+import { TcpIngress } from './tcpIngress';
 import { makeFleet } from './tenancy/fleet';
 import { makeTenantStore } from './tenancy/makeTenantStore';
 import { Tenancy } from './tenancy/tenancy';
@@ -78,6 +81,7 @@ export interface Relay {
 
 export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Promise<Relay> {
   const routeHost = makeHostRouter(config.domain);
+  const routePath = makePathRouter(config);
   let draining = false;
   let ctxRef: RelayContext | undefined;
   let boundPort = config.port;
@@ -88,7 +92,19 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       const ctx = ctxRef;
       if (route.kind === 'tunnel' && ctx !== undefined) handleTunnelRequest(ctx, req, res, route.label);
       else if (route.kind === 'invalid') sendError(req, res, 'BURROW_ERR_UNKNOWN_TUNNEL', `"${route.host}" is not a tunnel name`);
-      else fastifyHandler(req, res);
+      else {
+        // The apex: the base path comes off; with path routing, <base>/t/<label>/… is that tunnel.
+        const byPath = routePath(req.url);
+        if (byPath.kind === 'tunnel' && ctx !== undefined) {
+          req.url = byPath.url;
+          handleTunnelRequest(ctx, req, res, byPath.label);
+        } else if (byPath.kind === 'redirect') sendRedirect(req, res, byPath.location);
+        else if (byPath.kind === 'invalid') sendError(req, res, 'BURROW_ERR_UNKNOWN_TUNNEL', `"${byPath.name}" is not a tunnel name`);
+        else {
+          if (byPath.kind === 'relay') req.url = byPath.url;
+          fastifyHandler(req, res);
+        }
+      }
     });
     const emit = server.emit.bind(server) as (event: string, ...args: unknown[]) => boolean;
     // Upgrades on tunnel hosts never reach Fastify (or @fastify/websocket): they are tunnel traffic.
@@ -100,6 +116,21 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
         if (route.kind === 'tunnel' && ctx !== undefined) {
           handleTunnelUpgrade(ctx, req, socket, head, route.label);
           return true;
+        }
+        if (route.kind === 'apex') {
+          const byPath = routePath(req.url);
+          // <base>/t/<label> without its slash too: WebSocket clients do not follow redirects.
+          if ((byPath.kind === 'tunnel' || byPath.kind === 'redirect') && ctx !== undefined) {
+            req.url = byPath.url;
+            handleTunnelUpgrade(ctx, req, socket, head, byPath.label);
+            return true;
+          }
+          if (byPath.kind === 'invalid') {
+            socket.on('error', () => {});
+            socket.end(rawErrorResponse('BURROW_ERR_UNKNOWN_TUNNEL', `"${byPath.name}" is not a tunnel name`, req.headers.accept));
+            return true;
+          }
+          if (byPath.kind === 'relay') req.url = byPath.url;
         }
         if (draining && (req.url ?? '').split('?')[0] === AGENT_CONNECT_PATH) {
           // Refused before the WebSocket handshake so the agent's dialer sees a plain 503 and tries elsewhere.
@@ -146,7 +177,8 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   const tenantStore = deps.tenantStore ?? makeTenantStore(config, app.log);
   const sessions = new LocalSessions();
   const ingress = new IngressTable(bus, config.streamWindowBytes);
-  const publicUrl = (): string => config.publicUrl ?? `http://${config.domain}${boundPort === 80 ? '' : `:${boundPort}`}`;
+  // Ends in the base path, if any (normalized so by config).
+  const publicUrl = (): string => config.publicUrl ?? `http://${config.domain}${boundPort === 80 ? '' : `:${boundPort}`}${config.basePath}`;
   // Fixed by config (or http when derived); never parsed per request.
   const proto = config.publicUrl === undefined ? 'http' : new URL(config.publicUrl).protocol.slice(0, -1);
   const publicProto = (): string => proto;
@@ -189,11 +221,13 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     ),
     tenantStreams: new Map(),
     busState: { recoveredAtMs: 0 },
+    holderCache: new HolderCache(),
     publicUrl,
     publicProto,
   };
   ctxRef = ctx;
   const leases = new LeaseKeeper(ctx);
+  const tcp = new TcpIngress(ctx);
   const peers = new PeerWatch(ctx);
 
   const onMessage = (msg: BusMessage): void => {
@@ -208,7 +242,13 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
           // The session is gone (a race with its close): answer at once rather than time out.
           bus.publish(msg.replyNode, {
             kind: 'toIngress',
-            frame: { type: FrameType.RESET, flags: 0, streamId: msg.frame.streamId, payload: RESET_AGENT_GONE },
+            // An OPEN for a session that is gone never reached an agent: the ingress may send it again.
+            frame: {
+              type: FrameType.RESET,
+              flags: 0,
+              streamId: msg.frame.streamId,
+              payload: msg.frame.type === FrameType.OPEN ? RESET_SESSION_GONE : RESET_AGENT_GONE,
+            },
           });
         }
         return;
@@ -263,12 +303,13 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   app.get('/version', async () => ({ name: 'burrow-relay', version: RELAY_VERSION, protocol: PROTOCOL_VERSION }));
   app.get('/', async (_req, reply) => {
     reply.type('text/plain; charset=utf-8');
-    return `burrow relay ${RELAY_VERSION}\nTunnels are served at ${publicUrl().replace('://', '://<label>.')}\nAgents connect with: burrow http <port> --relay ${publicUrl()}\n`;
+    const served = [tunnelUrl(publicUrl(), '<label>'), ...(config.pathRouting ? [tunnelUrl(publicUrl(), '<label>', 'path')] : [])].join(' and ');
+    return `burrow relay ${RELAY_VERSION}\nTunnels are served at ${served}\nAgents connect with: burrow http <port> --relay ${publicUrl()}\n`;
   });
   app.setNotFoundHandler((req, reply) => {
     const e = renderError(
       'BURROW_ERR_NOT_FOUND',
-      `no relay route ${req.method} ${req.url}; tunnels are at <label>.${config.domain}`,
+      `no relay route ${req.method} ${req.url}; tunnels are at <label>.${config.domain}${config.pathRouting ? ` and ${config.basePath}/t/<label>/` : ''}`,
       wantsJson(req.headers.accept),
     );
     reply.code(e.status).header('x-burrow-error', 'BURROW_ERR_NOT_FOUND').type(e.contentType).send(e.body);
@@ -314,6 +355,7 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
         throw err;
       }
       boundPort = (app.server.address() as AddressInfo).port;
+      await tcp.listen();
       return publicUrl();
     },
     adminUrl: () => admin?.url,
@@ -345,6 +387,7 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
         ctx.tenancy.stop();
         // Visitors first, so they learn the relay is going (503) rather than that the agent went.
         ingress.abortAll('BURROW_ERR_RELAY_SHUTTING_DOWN', 'relay is shutting down');
+        await tcp.close();
         for (const s of [...sessions.byId.values()]) s.close('BURROW_ERR_RELAY_SHUTTING_DOWN', 'relay is shutting down; reconnect');
         app.server.closeAllConnections?.();
         await app.close();
@@ -384,3 +427,4 @@ function waitDrained(ctx: RelayContext, timeoutMs: number): Promise<void> {
 }
 
 const RESET_AGENT_GONE = encodeReason('BURROW_ERR_AGENT_DISCONNECTED', 'the agent disconnected before the response completed');
+const RESET_SESSION_GONE = encodeReason('BURROW_ERR_SESSION_GONE', 'the tunnel session is no longer on this relay node');

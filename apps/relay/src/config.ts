@@ -11,8 +11,14 @@ export interface RelayConfig {
   readonly host: string;
   /** Tunnels live at <label>.<domain>. */
   readonly domain: string;
-  /** The apex URL as the public sees it (scheme, host, port); tunnel URLs are derived from it. Unset: http://<domain>:<bound port>. */
+  /** The apex URL as the public sees it (scheme, host, port, then basePath); tunnel URLs are derived from it. Unset: http://<domain>:<bound port><basePath>. */
   readonly publicUrl: string | undefined;
+  /** Path prefix the relay is served under on the apex host ('/unlynx'); '' for none. From --base-path, else the path of --public-url. */
+  readonly basePath: string;
+  /** Serve tunnels at <basePath>/t/<label>/ on the apex host too (all tunnels then share the apex origin). */
+  readonly pathRouting: boolean;
+  /** The URL agents are given: host (<label>.<domain>) or path (<publicUrl>/t/<label>/, needs pathRouting). */
+  readonly tunnelUrls: 'host' | 'path';
   readonly requestTimeoutMs: number;
   readonly maxBodyBytes: number;
   readonly pingIntervalMs: number;
@@ -47,6 +53,14 @@ export interface RelayConfig {
   readonly auth: 'open' | 'token';
   /** Bearer token the admin API requires; unset: the admin API is off (metrics and probes stay). */
   readonly adminToken: string | undefined;
+  /** Public TCP ports for `burrow tcp` (inclusive); every node listens on all of them at `host`. Unset: no TCP tunnels. */
+  readonly tcpPorts: { readonly first: number; readonly last: number } | undefined;
+  /** Host printed in tcp:// URLs; unset: the public URL's host. */
+  readonly tcpHost: string | undefined;
+  /** Most TCP connections one tunnel carries at once (fleet-wide: counted where its agent is). */
+  readonly tcpMaxConnections: number;
+  /** A TCP connection with no byte either way for this long is closed; 0: never. */
+  readonly tcpIdleTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -57,7 +71,9 @@ interface OptionSpec {
   readonly key: keyof RelayConfig;
   readonly flag: string;
   readonly env: string;
-  readonly kind: 'int' | 'string' | 'level' | 'list' | 'cidrs' | 'bool' | 'auth';
+  readonly kind: 'int' | 'string' | 'level' | 'list' | 'cidrs' | 'bool' | 'auth' | 'choice' | 'ports';
+  /** The accepted values of a 'choice' option. */
+  readonly choices?: readonly string[];
   readonly min?: number;
   readonly max?: number;
   readonly help: string;
@@ -76,8 +92,33 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
     flag: '--public-url',
     env: 'BURROW_PUBLIC_URL',
     kind: 'string',
-    help: 'apex URL as the public reaches it (set when TLS sits in front)',
+    help: 'apex URL as the public reaches it (set when TLS sits in front); may end in the base path',
     defaultText: 'http://<domain>:<port>',
+  },
+  {
+    key: 'basePath',
+    flag: '--base-path',
+    env: 'BURROW_BASE_PATH',
+    kind: 'string',
+    help: 'serve the relay under this path on the apex host (/unlynx); default: the path of --public-url',
+    defaultText: 'none',
+  },
+  {
+    key: 'pathRouting',
+    flag: '--path-routing',
+    env: 'BURROW_PATH_ROUTING',
+    kind: 'bool',
+    help: 'also serve HTTP tunnels at <base>/t/<label>/ on the apex host (on/off; tunnels then share one origin)',
+    defaultText: 'off',
+  },
+  {
+    key: 'tunnelUrls',
+    flag: '--tunnel-urls',
+    env: 'BURROW_TUNNEL_URLS',
+    kind: 'choice',
+    choices: ['host', 'path'],
+    help: 'URL agents are given: host (<label>.<domain>) or path (<public-url>/t/<label>/, needs --path-routing on)',
+    defaultText: 'host',
   },
   {
     key: 'requestTimeoutMs',
@@ -239,7 +280,39 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
     defaultText: 'none (admin API off)',
   },
   { key: 'accessLog', flag: '--access-log', env: 'BURROW_ACCESS_LOG', kind: 'bool', help: 'one JSON log line per public request (on/off)', defaultText: 'on' },
+  {
+    key: 'tcpPorts',
+    flag: '--tcp-ports',
+    env: 'BURROW_TCP_PORTS',
+    kind: 'ports',
+    help: 'public TCP ports for `burrow tcp`, first-last (every node listens on all of them)',
+    defaultText: 'none (no TCP tunnels)',
+  },
+  { key: 'tcpHost', flag: '--tcp-host', env: 'BURROW_TCP_HOST', kind: 'string', help: 'host shown in tcp:// URLs', defaultText: "the public URL's host" },
+  {
+    key: 'tcpMaxConnections',
+    flag: '--tcp-max-connections',
+    env: 'BURROW_TCP_MAX_CONNECTIONS',
+    kind: 'int',
+    min: 1,
+    max: 1_000_000,
+    help: 'concurrent TCP connections per tunnel (more are closed at once)',
+    defaultText: '100',
+  },
+  {
+    key: 'tcpIdleTimeoutMs',
+    flag: '--tcp-idle-timeout-ms',
+    env: 'BURROW_TCP_IDLE_TIMEOUT_MS',
+    kind: 'int',
+    min: 0,
+    max: 86_400_000,
+    help: 'close a TCP connection after this long without a byte either way (0: never)',
+    defaultText: '300000',
+  },
 ];
+
+/** What --help shows as an option's value. */
+const ARG_NAMES: Partial<Record<OptionSpec['kind'], string>> = { int: 'n', list: 'a,b', cidrs: 'a,b', bool: 'on|off', auth: 'open|token' };
 
 export function relayHelp(): string {
   const lines = [
@@ -250,8 +323,7 @@ export function relayHelp(): string {
     'Options (flag, environment variable, default):',
   ];
   for (const o of RELAY_OPTIONS) {
-    const arg =
-      o.kind === 'int' ? 'n' : o.kind === 'list' || o.kind === 'cidrs' ? 'a,b' : o.kind === 'bool' ? 'on|off' : o.kind === 'auth' ? 'open|token' : 'value';
+    const arg = o.choices?.join('|') ?? ARG_NAMES[o.kind] ?? 'value';
     lines.push(`  ${`${o.flag} <${arg}>`.padEnd(34)}${o.help}`);
     lines.push(`  ${''.padEnd(34)}env ${o.env}, default ${o.defaultText}`);
   }
@@ -265,6 +337,19 @@ function parseValue(o: OptionSpec, raw: string, source: string): string | number
   if (o.kind === 'auth') {
     if (raw !== 'open' && raw !== 'token') throw new ConfigError(`${source}: "${raw}" is not open or token`);
     return raw;
+  }
+  if (o.kind === 'choice') {
+    const choices = o.choices ?? [];
+    if (!choices.includes(raw)) throw new ConfigError(`${source}: "${raw}" is not ${choices.join(' or ')}`);
+    return raw;
+  }
+  if (o.kind === 'ports') {
+    const m = /^\s*(\d{1,5})\s*(?:-\s*(\d{1,5}))?\s*$/.exec(raw);
+    const first = Number(m?.[1]);
+    const last = m?.[2] === undefined ? first : Number(m[2]);
+    if (m === null || first < 1 || last > 65535 || first > last) throw new ConfigError(`${source}: "${raw}" is not a port range like 20000-20999`);
+    if (last - first >= 10_000) throw new ConfigError(`${source}: ${last - first + 1} ports; a node listens on every one, use at most 10000`);
+    return `${first}-${last}`;
   }
   if (o.kind === 'bool') {
     const v = raw.trim().toLowerCase();
@@ -338,12 +423,17 @@ export function parseRelayConfig(argv: readonly string[], env: Readonly<Record<s
   if (!/^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(domain)) {
     throw new ConfigError(`--domain: "${domain}" is not a host name`);
   }
-  const publicUrl = values.publicUrl === undefined ? undefined : normalizePublicUrl(String(values.publicUrl), domain);
+  let basePath = values.basePath === undefined ? '' : validateBasePath(String(values.basePath), '--base-path');
+  const publicUrl = values.publicUrl === undefined ? undefined : normalizePublicUrl(String(values.publicUrl), domain, basePath);
+  if (publicUrl !== undefined && basePath === '') basePath = publicUrlPath(publicUrl);
   const config: RelayConfig = {
     port,
     host: String(values.host ?? '0.0.0.0'),
     domain,
     publicUrl,
+    basePath,
+    pathRouting: (values.pathRouting as boolean | undefined) ?? false,
+    tunnelUrls: (values.tunnelUrls as RelayConfig['tunnelUrls'] | undefined) ?? 'host',
     requestTimeoutMs: (values.requestTimeoutMs as number | undefined) ?? 30_000,
     maxBodyBytes: (values.maxBodyBytes as number | undefined) ?? 512_000,
     pingIntervalMs: (values.pingIntervalMs as number | undefined) ?? 10_000,
@@ -365,13 +455,26 @@ export function parseRelayConfig(argv: readonly string[], env: Readonly<Record<s
     accessLog: (values.accessLog as boolean | undefined) ?? true,
     auth: (values.auth as RelayConfig['auth'] | undefined) ?? 'open',
     adminToken: values.adminToken === undefined ? undefined : String(values.adminToken),
+    tcpPorts: values.tcpPorts === undefined ? undefined : portRange(String(values.tcpPorts)),
+    tcpHost: values.tcpHost === undefined ? undefined : String(values.tcpHost),
+    tcpMaxConnections: (values.tcpMaxConnections as number | undefined) ?? 100,
+    tcpIdleTimeoutMs: (values.tcpIdleTimeoutMs as number | undefined) ?? 300_000,
   };
   if (config.adminToken !== undefined && config.adminToken.length < 16) throw new ConfigError('--admin-token: use at least 16 characters');
   if (config.auth === 'token' && config.adminToken === undefined) {
     throw new ConfigError('--auth token needs --admin-token: tenants and tokens are made through the admin API');
   }
+  if (config.tunnelUrls === 'path' && !config.pathRouting) {
+    throw new ConfigError('--tunnel-urls path needs --path-routing on: path URLs are served by path routing');
+  }
   if (config.redisUrl !== undefined && config.redisCluster.length > 0) throw new ConfigError('--redis and --redis-cluster: set one, not both');
   return { kind: 'config', config: Object.freeze(config) };
+}
+
+/** "first-last" as parseValue wrote it. */
+function portRange(text: string): { readonly first: number; readonly last: number } {
+  const [first, last] = text.split('-').map(Number) as [number, number];
+  return Object.freeze({ first, last });
 }
 
 function validateRedisUrl(raw: string): string {
@@ -393,7 +496,30 @@ function validateListen(raw: string): string {
   return raw;
 }
 
-export function normalizePublicUrl(raw: string, domain: string): string {
+/**
+ * A base path: '/' then segments of unreserved URL characters (letters, digits, '-', '.', '_', '~'),
+ * no '.' or '..' segment, no empty segment, no trailing slash. A lone '/' means none ('').
+ */
+export function validateBasePath(raw: string, source: string): string {
+  if (raw === '/') return '';
+  const segments = raw.split('/');
+  if (segments[0] !== '' || segments.length < 2 || segments.slice(1).some((s) => !/^[A-Za-z0-9._~-]+$/.test(s) || s === '.' || s === '..')) {
+    throw new ConfigError(`${source}: "${raw}" is not a path like /unlynx (starts with '/', no trailing slash, letters, digits, '-', '.', '_', '~')`);
+  }
+  return raw;
+}
+
+/** The path of a normalized public URL: its base path, '' for none. */
+function publicUrlPath(publicUrl: string): string {
+  const path = new URL(publicUrl).pathname;
+  return path === '/' ? '' : path;
+}
+
+/**
+ * scheme://host[:port] then the base path. The URL's own path (trailing slash dropped) may be
+ * the base path or nothing (then the base path is appended); without --base-path it becomes it.
+ */
+export function normalizePublicUrl(raw: string, domain: string, basePath = ''): string {
   let u: URL;
   try {
     u = new URL(raw);
@@ -404,8 +530,12 @@ export function normalizePublicUrl(raw: string, domain: string): string {
   if (u.hostname.toLowerCase() !== domain) {
     throw new ConfigError(`--public-url: host "${u.hostname}" must be the --domain "${domain}" (tunnels are <label>.${domain})`);
   }
-  if (u.pathname !== '/' || u.search !== '' || u.hash !== '') throw new ConfigError('--public-url: must have no path, query or fragment');
-  return `${u.protocol}//${u.host}`;
+  if (u.search !== '' || u.hash !== '') throw new ConfigError('--public-url: must have no query or fragment');
+  const path = u.pathname === '/' ? '' : validateBasePath(u.pathname.replace(/\/+$/, ''), '--public-url');
+  if (path !== '' && basePath !== '' && path !== basePath) {
+    throw new ConfigError(`--public-url: its path "${path}" must be the --base-path "${basePath}" (or leave it out)`);
+  }
+  return `${u.protocol}//${u.host}${path === '' ? basePath : path}`;
 }
 
 /** Builds a config for tests and embedders: defaults, then overrides. */

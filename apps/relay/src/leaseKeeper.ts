@@ -75,5 +75,20 @@ export class LeaseKeeper {
       }
     });
     if (reclaimed > 0) ctx.log.info({ reclaimed }, 're-announced leases the registry had lost');
+    await this.renewPorts();
+  }
+
+  /** TCP ports live as long as their sessions' leases: renewed in the same rounds. */
+  private async renewPorts(): Promise<void> {
+    const ports = [];
+    for (const s of this.ctx.sessions.byId.values()) {
+      const label = s.labels[0];
+      if (s.isActive && s.tcpPort !== undefined && label !== undefined) ports.push({ port: s.tcpPort, label, sessionId: s.id });
+    }
+    try {
+      await this.ctx.bus.registry.renewPorts(ports);
+    } catch (err) {
+      this.ctx.log.warn({ err, ports: ports.length }, 'could not renew TCP ports; retrying next period');
+    }
   }
 }

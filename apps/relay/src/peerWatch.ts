@@ -55,6 +55,7 @@ export class PeerWatch {
       }
       if (absent.size === 0) return;
       for (const n of absent) this.ctx.deadNodes.mark(n);
+      this.ctx.holderCache.dropNodes(absent);
       this.cut(absent, 'BURROW_ERR_NODE_UNREACHABLE', 'the relay node at the other end of this request is gone');
     } finally {
       this.running = false;

@@ -7,6 +7,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { AccessLog } from './accessLog';
 import type { RelayConfig } from './config';
 import type { DeadNodes } from './deadNodes';
+import type { HolderCache } from './holderCache';
 import type { IngressTable } from './ingressTable';
 import type { LocalSessions } from './localSessions';
 import type { RelayMetrics } from './metrics';
@@ -23,6 +24,8 @@ export interface RelayContext {
   readonly tenancy: Tenancy;
   /** Streams in flight per tenant on this node (tenants with a maxStreams quota). */
   readonly tenantStreams: Map<string, number>;
+  /** Recent lookups of tunnels held by other nodes (bodiless requests only). */
+  readonly holderCache: HolderCache;
   /** When the bus last came back after an outage (epoch ms; 0: never lost). */
   readonly busState: { recoveredAtMs: number };
   /** True once a SIGTERM drain began: no new agents. */
@@ -38,8 +41,13 @@ export interface RelayContext {
   publicProto(): string;
 }
 
-/** https://<label>.<domain>[:port] from the apex URL. */
-export function tunnelUrl(publicUrl: string, label: string): string {
+/**
+ * A tunnel's public URL from the apex URL (which ends in the base path, if any):
+ * host form https://<label>.<domain>[:port] (the base path is the apex's alone), or
+ * path form https://<domain>[:port]<base>/t/<label>/ (--tunnel-urls path).
+ */
+export function tunnelUrl(publicUrl: string, label: string, form: 'host' | 'path' = 'host'): string {
+  if (form === 'path') return `${publicUrl.replace(/\/+$/, '')}/t/${label}/`;
   const u = new URL(publicUrl);
   return `${u.protocol}//${label}.${u.host}`;
 }

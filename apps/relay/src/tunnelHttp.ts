@@ -7,7 +7,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Holder } from '@burrow/bus';
 import type { MuxStream, StreamHandler } from '@burrow/mux';
-import { type BurrowError, decodeResponseHead, FrameType, type Reason } from '@burrow/protocol';
+import { type BurrowError, decodeResponseHead, type ErrorCode, FrameType, type Reason } from '@burrow/protocol';
 import { sendError } from './errorResponse';
 import { encodeOpenHead, hasHopByHop } from './forwardHeaders';
 import { admitVisitor } from './ingressPolicy';
@@ -25,23 +25,42 @@ export function handleTunnelRequest(ctx: RelayContext, req: IncomingMessage, res
 /** Methods a proxy may send again when the first attempt died with the node carrying it (RFC 9110 §9.2.2). */
 const RETRYABLE = new Set(['GET', 'HEAD', 'OPTIONS']);
 
+/**
+ * A bodiless request may be sent once more (after a fresh lookup) when the first attempt is known
+ * not to have reached an agent (BURROW_ERR_SESSION_GONE), or, for idempotent methods, when the node
+ * holding the agent died (the agent is reconnecting elsewhere; the lookup waits for it).
+ */
+function resender(ctx: RelayContext, req: IncomingMessage, res: ServerResponse, label: string, record: RequestRecord): Resend {
+  const idempotent = RETRYABLE.has(req.method ?? '');
+  return (code) => {
+    if (code !== 'BURROW_ERR_SESSION_GONE' && !(code === 'BURROW_ERR_NODE_UNREACHABLE' && idempotent)) return false;
+    ctx.holderCache.delete(label);
+    routeRequest(ctx, req, res, label, record, false);
+    return true;
+  };
+}
+
 function routeRequest(ctx: RelayContext, req: IncomingMessage, res: ServerResponse, label: string, record: RequestRecord, mayRetry: boolean): void {
-  // A bodiless idempotent request cut because the node holding the agent died is sent once more:
-  // by then the agent is reconnecting elsewhere, and the lookup waits for it (reconnect grace).
-  const retry =
-    mayRetry && RETRYABLE.has(req.method ?? '') && req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined
-      ? () => routeRequest(ctx, req, res, label, record, false)
-      : undefined;
+  const bodiless = req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined;
+  const resend = mayRetry && bodiless ? resender(ctx, req, res, label, record) : undefined;
   const holder = resolveLocal(ctx, label);
   if (holder !== undefined) {
-    proxyRequest(ctx, req, res, holder, record, retry);
+    proxyRequest(ctx, req, res, holder, record, resend);
+    return;
+  }
+  // Cross-node fast path: a holder looked up moments ago; a stale one costs a resend, not an error.
+  const cached = resend !== undefined ? ctx.holderCache.get(label) : undefined;
+  if (cached !== undefined && ctx.deadNodes.deadSince(cached.nodeId) === undefined) {
+    proxyRequest(ctx, req, res, cached, record, resend);
     return;
   }
   resolveRemote(ctx, label).then(
     (r) => {
       if (res.destroyed) return;
-      if ('holder' in r) proxyRequest(ctx, req, res, r.holder, record, retry);
-      else {
+      if ('holder' in r) {
+        if (bodiless) ctx.holderCache.set(label, r.holder);
+        proxyRequest(ctx, req, res, r.holder, record, resend);
+      } else {
         ctx.log.info({ label, code: r.error, method: req.method, url: req.url }, r.message);
         record.fail(r.error);
         sendError(req, res, r.error, r.message);
@@ -55,7 +74,10 @@ function routeRequest(ctx: RelayContext, req: IncomingMessage, res: ServerRespon
   );
 }
 
-function proxyRequest(ctx: RelayContext, req: IncomingMessage, res: ServerResponse, holder: Holder, record: RequestRecord, retry?: () => void): void {
+/** Sends the request again if `code` says that is safe; true when it did. */
+type Resend = (code: ErrorCode) => boolean;
+
+function proxyRequest(ctx: RelayContext, req: IncomingMessage, res: ServerResponse, holder: Holder, record: RequestRecord, resend?: Resend): void {
   const refusal = admitVisitor(ctx, holder, req);
   if (refusal !== undefined) {
     ctx.log.info({ url: req.url, code: refusal.code }, refusal.message);
@@ -92,7 +114,7 @@ function proxyRequest(ctx: RelayContext, req: IncomingMessage, res: ServerRespon
     return;
   }
   const stream = ctx.ingress.open(holder);
-  const exchange = new HttpExchange(ctx, req, res, stream, record, maxBodyBytes, retry);
+  const exchange = new HttpExchange(ctx, req, res, stream, record, maxBodyBytes, resend);
   stream.handler = exchange;
   stream.sendHead(FrameType.OPEN, head, !hasBody);
   if (!hasBody) exchange.startTimer();
@@ -113,7 +135,7 @@ class HttpExchange implements StreamHandler {
     /** Also counts the body bytes the limits are checked against. */
     private readonly record: RequestRecord,
     private readonly maxBodyBytes: number,
-    private readonly retry: (() => void) | undefined,
+    private readonly resend: Resend | undefined,
   ) {
     res.on('close', this.onClientClose);
   }
@@ -241,11 +263,13 @@ class HttpExchange implements StreamHandler {
   onReset(reason: Reason): void {
     clearTimeout(this.timer);
     const { req, res, ctx } = this;
-    if (reason.code === 'BURROW_ERR_NODE_UNREACHABLE' && this.retry !== undefined && !res.headersSent && !res.destroyed) {
-      ctx.log.info({ method: req.method, url: req.url }, 'the node holding the agent died; sending the request again');
+    if (this.resend !== undefined && !res.headersSent && !res.destroyed) {
       res.off('close', this.onClientClose);
-      this.retry();
-      return;
+      if (this.resend(reason.code)) {
+        ctx.log.debug({ method: req.method, url: req.url, code: reason.code }, "request sent again to the tunnel's current session");
+        return;
+      }
+      res.on('close', this.onClientClose);
     }
     this.record.fail(reason.code);
     if (reason.code === 'BURROW_ERR_CANCELLED' && res.destroyed) return;

@@ -81,6 +81,34 @@ export interface Registry {
   lookup(label: string): Promise<Lookup>;
   /** Binds a friendly name to a key on first claim. Returns the owning keyId (this one if bound now). */
   bindName(name: string, keyId: string): Promise<string>;
+  /**
+   * Gives `label` a public TCP port of `range`, fleet-wide: the port it had last (kept 24 h) when
+   * that one is free or still this label's, else the lowest free port. undefined: the range is
+   * exhausted. The port is held for `sessionId` for a lease period; renewPorts keeps it.
+   */
+  allocatePort(label: string, sessionId: string, range: PortRange): Promise<number | undefined>;
+  /** The label a TCP port is allocated to now, if any. */
+  portLabel(port: number): Promise<string | undefined>;
+  /** Keeps ports held (with the label leases, every renewal period); a lost port is taken back when free. */
+  renewPorts(ports: ReadonlyArray<PortLease>): Promise<void>;
+  /**
+   * Frees `port` if `sessionId` still holds it: at once, or after `keepMs` (the agent dropped and
+   * may come back: its label keeps resolving meanwhile).
+   */
+  releasePort(port: number, sessionId: string, keepMs?: number): Promise<void>;
+}
+
+/** An inclusive range of TCP ports, first ≤ last. */
+export interface PortRange {
+  readonly first: number;
+  readonly last: number;
+}
+
+/** A TCP port held for one session of a label. */
+export interface PortLease {
+  readonly port: number;
+  readonly label: string;
+  readonly sessionId: string;
 }
 
 /** Why published messages reached nobody. */

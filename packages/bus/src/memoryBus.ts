@@ -4,7 +4,7 @@
  * and passes frames by reference (no encoding).
  */
 import { BurrowError } from '@burrow/protocol';
-import type { Bus, BusHandlers, BusMessage, BusStats, Holder, Lookup, Registry, RenewResult } from './bus';
+import type { Bus, BusHandlers, BusMessage, BusStats, Holder, Lookup, PortLease, PortRange, Registry, RenewResult } from './bus';
 
 export interface MemoryHubOptions {
   /** How long a released label is still reported offline (502) rather than unknown (404). */
@@ -40,6 +40,10 @@ class MemoryRegistry implements Registry {
   /** label → until when it is reported reconnecting. */
   private readonly reconnecting = new Map<string, number>();
   private readonly names: Map<string, string>;
+  /** port → holder; `expiresAt` once released with a keep period. */
+  private readonly ports = new Map<number, { label: string; sessionId: string; expiresAt: number | undefined }>();
+  /** label → the port it had last. */
+  private readonly lastPort = new Map<string, number>();
   constructor(
     private readonly options: Required<Omit<MemoryHubOptions, 'names' | 'leaseTtlMs'>>,
     private readonly bindings: NameBindings | undefined,
@@ -97,6 +101,47 @@ class MemoryRegistry implements Registry {
       }
       return current.sessionId === holder.sessionId ? 'renewed' : 'lost';
     });
+  }
+
+  private portHolder(port: number): { label: string; sessionId: string } | undefined {
+    const p = this.ports.get(port);
+    if (p === undefined) return undefined;
+    if (p.expiresAt !== undefined && p.expiresAt <= Date.now()) {
+      this.ports.delete(port);
+      return undefined;
+    }
+    return p;
+  }
+
+  async allocatePort(label: string, sessionId: string, range: PortRange): Promise<number | undefined> {
+    const last = this.lastPort.get(label);
+    const candidates = last !== undefined && last >= range.first && last <= range.last ? [last] : [];
+    for (const port of candidates.concat(Array.from({ length: range.last - range.first + 1 }, (_, i) => range.first + i))) {
+      const held = this.portHolder(port);
+      if (held !== undefined && held.label !== label) continue;
+      this.ports.set(port, { label, sessionId, expiresAt: undefined });
+      this.lastPort.set(label, port);
+      return port;
+    }
+    return undefined;
+  }
+
+  async portLabel(port: number): Promise<string | undefined> {
+    return this.portHolder(port)?.label;
+  }
+
+  async renewPorts(ports: ReadonlyArray<PortLease>): Promise<void> {
+    for (const { port, label, sessionId } of ports) {
+      const held = this.portHolder(port);
+      if (held === undefined) this.ports.set(port, { label, sessionId, expiresAt: undefined });
+    }
+  }
+
+  async releasePort(port: number, sessionId: string, keepMs = 0): Promise<void> {
+    const held = this.ports.get(port);
+    if (held === undefined || held.sessionId !== sessionId) return;
+    if (keepMs > 0) held.expiresAt = Date.now() + keepMs;
+    else this.ports.delete(port);
   }
 
   async bindName(name: string, keyId: string): Promise<string> {

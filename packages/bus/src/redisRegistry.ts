@@ -7,10 +7,12 @@
  *   <prefix>{l:<label>}:seen    "1", PX offlineMemoryMs (+ leaseTtlMs while held)      → offline
  *   <prefix>{l:<label>}:name    keyId bound to the friendly name, no expiry            → offline
  *   <prefix>names:count         number of bound names (bounded by maxNames)
+ *   <prefix>{l:<label>}:port    the TCP port the label had last, PX 24 h (the same key gets it back while free)
+ *   <prefix>{p:<port>}          hash l=label s=sessionId, PX leaseTtlMs, renewed with the leases → port allocated
  */
 import { BurrowError } from '@burrow/protocol';
 import type { Cluster, Redis } from 'ioredis';
-import type { Holder, Lookup, Registry, RenewResult, TunnelPolicy } from './bus';
+import type { Holder, Lookup, PortLease, PortRange, Registry, RenewResult, TunnelPolicy } from './bus';
 
 /** claim: KEYS lease, reconn, seen; ARGV sessionId, nodeId, keyId, leaseTtlMs, seenTtlMs, policy → previous holder of another session, or nil. */
 const CLAIM = `
@@ -66,7 +68,42 @@ redis.call('SET', KEYS[1], ARGV[1])
 return false
 `;
 
+/** port take: KEYS port; ARGV label, sessionId, leaseTtlMs → 1 taken (free, or already this label's), 0 held by another label. */
+const PORT_TAKE = `
+local l = redis.call('HGET', KEYS[1], 'l')
+if l and l ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'l', ARGV[1], 's', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+`;
+
+/** port renew: KEYS port; ARGV label, sessionId, leaseTtlMs → 0 renewed, 1 taken back (it had expired), 2 held by another session. */
+const PORT_RENEW = `
+local s = redis.call('HGET', KEYS[1], 's')
+if s == ARGV[2] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 0
+end
+if s then return 2 end
+redis.call('HSET', KEYS[1], 'l', ARGV[1], 's', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+`;
+
+/** port release: KEYS port; ARGV sessionId, keepMs → 1 if released (or set to expire). */
+const PORT_RELEASE = `
+if redis.call('HGET', KEYS[1], 's') ~= ARGV[1] then return 0 end
+if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) else redis.call('DEL', KEYS[1]) end
+return 1
+`;
+
+/** How long a label's last TCP port is remembered for it. */
+const LAST_PORT_TTL_MS = 24 * 60 * 60 * 1000;
+
 export const REGISTRY_SCRIPTS = {
+  burrowPortTake: { numberOfKeys: 1, lua: PORT_TAKE },
+  burrowPortRenew: { numberOfKeys: 1, lua: PORT_RENEW },
+  burrowPortRelease: { numberOfKeys: 1, lua: PORT_RELEASE },
   burrowClaim: { numberOfKeys: 3, lua: CLAIM },
   burrowRelease: { numberOfKeys: 3, lua: RELEASE },
   burrowRenew: { numberOfKeys: 3, lua: RENEW },
@@ -204,6 +241,48 @@ export class RedisRegistry implements Registry {
         for (const r of codes) results.push(r === 0 ? 'renewed' : r === 1 ? 'reclaimed' : 'lost');
       }
       return results;
+    });
+  }
+
+  /** The key of one TCP port (its own slot). */
+  portKey(port: number): string {
+    return `${this.settings.keyPrefix}{p:${port}}`;
+  }
+
+  allocatePort(label: string, sessionId: string, range: PortRange): Promise<number | undefined> {
+    const lastKey = `${this.settings.keyPrefix}{l:${label}}:port`;
+    return this.host.command('allocatePort', async (c) => {
+      const last = Number(await c.get(lastKey));
+      const tried = Number.isInteger(last) && last >= range.first && last <= range.last ? last : undefined;
+      // One port at a time, lowest first: each take is atomic on its own key (slot), so two nodes never hand out one port twice.
+      const take = async (port: number): Promise<boolean> =>
+        (await script(c, 'burrowPortTake', this.portKey(port), label, sessionId, this.settings.leaseTtlMs)) === 1;
+      const remember = async (port: number): Promise<number> => {
+        await c.set(lastKey, String(port), 'PX', LAST_PORT_TTL_MS);
+        return port;
+      };
+      if (tried !== undefined && (await take(tried))) return remember(tried);
+      for (let port = range.first; port <= range.last; port++) {
+        if (port !== tried && (await take(port))) return remember(port);
+      }
+      return undefined;
+    });
+  }
+
+  portLabel(port: number): Promise<string | undefined> {
+    return this.host.command('portLabel', async (c) => (await c.hget(this.portKey(port), 'l')) ?? undefined);
+  }
+
+  async renewPorts(ports: ReadonlyArray<PortLease>): Promise<void> {
+    if (ports.length === 0) return;
+    await this.host.command('renewPorts', async (c) => {
+      await Promise.all(ports.map((p) => script(c, 'burrowPortRenew', this.portKey(p.port), p.label, p.sessionId, this.settings.leaseTtlMs)));
+    });
+  }
+
+  releasePort(port: number, sessionId: string, keepMs = 0): Promise<void> {
+    return this.host.command('releasePort', async (c) => {
+      await script(c, 'burrowPortRelease', this.portKey(port), sessionId, Math.max(0, Math.ceil(keepMs)));
     });
   }
 

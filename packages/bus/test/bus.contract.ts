@@ -57,6 +57,8 @@ class Inbox {
 }
 
 const uniq = (prefix: string): string => `${prefix}-${randomBytes(6).toString('hex')}`;
+/** Port numbers for the TCP port tests: a random base per process, then fresh ones per test (a shared Redis needs no flushing). */
+let nextPortBase = 1000 + Math.floor(Math.random() * 50_000);
 
 export function busContract(name: string, makeBuses: () => Promise<BusPair>): void {
   describe(`Bus contract: ${name}`, () => {
@@ -385,6 +387,88 @@ export function busContract(name: string, makeBuses: () => Promise<BusPair>): vo
         const name = uniq('app');
         await pair.a.registry.bindName(name, uniq('key'));
         expect(await pair.b.registry.lookup(name)).toStrictEqual({ state: 'offline' });
+      });
+    });
+
+    describe('TCP ports', () => {
+      /** A range of port numbers no other test uses (the registry only stores numbers; nothing binds them). */
+      const range = (n: number): { first: number; last: number } => {
+        const first = nextPortBase;
+        nextPortBase += n + 1;
+        return { first, last: first + n - 1 };
+      };
+
+      test('a label gets the lowest free port; every node reads it; unallocated ports read undefined', async () => {
+        const r = range(3);
+        const label = uniq('label');
+        expect(await pair.a.registry.allocatePort(label, uniq('session'), r)).toBe(r.first);
+        expect(await pair.b.registry.portLabel(r.first)).toBe(label);
+        expect(await pair.a.registry.portLabel(r.first + 1)).toBeUndefined();
+      });
+
+      test('a new session of the same label gets the same port back; other labels get the next free one; a full range gives undefined', async () => {
+        const r = range(2);
+        const [l1, l2, l3] = [uniq('label'), uniq('label'), uniq('label')];
+        expect(await pair.a.registry.allocatePort(l1, uniq('session'), r)).toBe(r.first);
+        expect(await pair.b.registry.allocatePort(l1, uniq('session'), r)).toBe(r.first);
+        expect(await pair.b.registry.allocatePort(l2, uniq('session'), r)).toBe(r.last);
+        expect(await pair.a.registry.allocatePort(l3, uniq('session'), r)).toBeUndefined();
+      });
+
+      test('release frees the port for others; a release by another session is a no-op', async () => {
+        const r = range(1);
+        const [l1, l2] = [uniq('label'), uniq('label')];
+        const s1 = uniq('session');
+        expect(await pair.a.registry.allocatePort(l1, s1, r)).toBe(r.first);
+        await pair.b.registry.releasePort(r.first, uniq('session'));
+        expect(await pair.a.registry.portLabel(r.first)).toBe(l1);
+        await pair.b.registry.releasePort(r.first, s1);
+        expect(await pair.a.registry.portLabel(r.first)).toBeUndefined();
+        expect(await pair.b.registry.allocatePort(l2, uniq('session'), r)).toBe(r.first);
+      });
+
+      test('release with a keep period: the port still reads its label until it ends', async () => {
+        const r = range(1);
+        const label = uniq('label');
+        const s1 = uniq('session');
+        await pair.a.registry.allocatePort(label, s1, r);
+        await pair.a.registry.releasePort(r.first, s1, 150);
+        expect(await pair.b.registry.portLabel(r.first)).toBe(label);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        expect(await pair.b.registry.portLabel(r.first)).toBeUndefined();
+      });
+
+      test("a label's last port is preferred over a lower free one", async () => {
+        const r = range(3);
+        const [l1, l2] = [uniq('label'), uniq('label')];
+        const [s1, s2] = [uniq('session'), uniq('session')];
+        expect(await pair.a.registry.allocatePort(l2, s2, r)).toBe(r.first);
+        expect(await pair.a.registry.allocatePort(l1, s1, r)).toBe(r.first + 1);
+        await pair.a.registry.releasePort(r.first, s2);
+        await pair.a.registry.releasePort(r.first + 1, s1);
+        expect(await pair.b.registry.allocatePort(l1, uniq('session'), r)).toBe(r.first + 1);
+      });
+
+      test('renewPorts takes a port back that expired meanwhile, and leaves one another label holds', async () => {
+        const r = range(2);
+        const [l1, l2] = [uniq('label'), uniq('label')];
+        const s1 = uniq('session');
+        await pair.a.registry.allocatePort(l1, s1, r);
+        await pair.a.registry.releasePort(r.first, s1);
+        await pair.a.registry.renewPorts([{ port: r.first, label: l1, sessionId: s1 }]);
+        expect(await pair.b.registry.portLabel(r.first)).toBe(l1);
+        await pair.b.registry.allocatePort(l2, uniq('session'), { first: r.last, last: r.last });
+        await pair.a.registry.renewPorts([{ port: r.last, label: l1, sessionId: s1 }]);
+        expect(await pair.b.registry.portLabel(r.last)).toBe(l2);
+      });
+
+      test('concurrent allocations from both nodes never hand out one port twice', async () => {
+        const r = range(8);
+        const labels = Array.from({ length: 8 }, () => uniq('label'));
+        const ports = await Promise.all(labels.map((l, i) => (i % 2 === 0 ? pair.a : pair.b).registry.allocatePort(l, uniq('session'), r)));
+        expect(new Set(ports).size).toBe(8);
+        for (const p of ports) expect(p).toBeGreaterThanOrEqual(r.first);
+        expect(await pair.a.registry.allocatePort(uniq('label'), uniq('session'), r)).toBeUndefined();
       });
     });
 

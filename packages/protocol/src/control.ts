@@ -68,6 +68,8 @@ export interface RegisteredPayload {
   /** Public URL of the friendly name, when one was asked for. */
   readonly subdomainUrl?: string;
   readonly sessionId: string;
+  /** tcp://<host>:<port>, when the agent asked for a TCP port. */
+  readonly tcpUrl?: string;
 }
 
 /** Agent → relay: base64url claims JSON and a detached ed25519 signature over those bytes. */
@@ -136,5 +138,9 @@ export function decodeRegistered(payload: Buffer): RegisteredPayload {
     url: str(o, 'url', 'registered', 'BURROW_ERR_PROTOCOL'),
     sessionId: str(o, 'sessionId', 'registered', 'BURROW_ERR_PROTOCOL'),
   };
-  return typeof o.subdomainUrl === 'string' ? { ...out, subdomainUrl: o.subdomainUrl } : out;
+  return {
+    ...out,
+    ...(typeof o.subdomainUrl === 'string' ? { subdomainUrl: o.subdomainUrl } : {}),
+    ...(typeof o.tcpUrl === 'string' ? { tcpUrl: o.tcpUrl } : {}),
+  };
 }

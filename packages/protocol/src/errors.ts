@@ -39,6 +39,8 @@ export const ERRORS = {
   BURROW_ERR_QUOTA_TUNNELS: { wire: 26, status: 429, close: 4013, title: 'Tenant has its maximum number of tunnels' },
   BURROW_ERR_NAME_RESERVED: { wire: 27, status: 409, close: 4009, title: 'Name is reserved for another tenant' },
   BURROW_ERR_ADMIN_DISCONNECT: { wire: 28, status: 502, close: 4014, title: 'An operator disconnected this tunnel' },
+  BURROW_ERR_TCP_DISABLED: { wire: 29, status: 400, close: 4015, title: 'This relay offers no public TCP ports' },
+  BURROW_ERR_TCP_PORTS_EXHAUSTED: { wire: 30, status: 503, close: 4015, title: "Every port of the relay's TCP range is taken" },
 
   // Stream level: sent in RESET frames; the public client gets `status`.
   BURROW_ERR_UNKNOWN_TUNNEL: { wire: 100, status: 404, close: 1011, title: 'No tunnel with this name' },
@@ -62,6 +64,9 @@ export const ERRORS = {
   BURROW_ERR_VISITOR_UNAUTHORIZED: { wire: 118, status: 401, close: 1008, title: 'This tunnel needs credentials' },
   BURROW_ERR_VISITOR_FORBIDDEN: { wire: 119, status: 403, close: 1008, title: 'Visitor address not allowed on this tunnel' },
   BURROW_ERR_QUOTA_STREAMS: { wire: 120, status: 503, close: 1013, title: "Tenant's concurrent requests are at their quota" },
+  BURROW_ERR_TCP_CONNECTION_LIMIT: { wire: 121, status: 503, close: 1013, title: 'Tunnel has its maximum number of TCP connections' },
+  BURROW_ERR_TCP_IDLE: { wire: 122, status: 408, close: 1001, title: 'TCP connection idle for too long' },
+  BURROW_ERR_SESSION_GONE: { wire: 130, status: 502, close: 1011, title: 'The tunnel session ended or moved before the request reached it' },
   BURROW_ERR_INTERNAL: { wire: 199, status: 500, close: 1011, title: 'Internal relay error' },
 } as const satisfies Record<string, ErrorSpec>;
 

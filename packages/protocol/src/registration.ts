@@ -41,6 +41,8 @@ export interface RegistrationClaims {
   readonly access?: AccessRules;
   /** Tenant token, on relays that require one. */
   readonly token?: string;
+  /** The agent wants a public TCP port for its label (`burrow tcp`). */
+  readonly tcp?: true;
 }
 
 export interface SignRegistrationInput {
@@ -54,6 +56,7 @@ export interface SignRegistrationInput {
   readonly subdomain?: string;
   readonly access?: AccessRules;
   readonly token?: string;
+  readonly tcp?: boolean;
 }
 
 export function signRegistration(input: SignRegistrationInput): RegisterPayload {
@@ -68,6 +71,7 @@ export function signRegistration(input: SignRegistrationInput): RegisterPayload 
     ...(input.subdomain !== undefined ? { subdomain: input.subdomain } : {}),
     ...(input.access !== undefined ? { access: input.access } : {}),
     ...(input.token !== undefined ? { token: input.token } : {}),
+    ...(input.tcp === true ? { tcp: true as const } : {}),
   };
   const bytes = Buffer.from(JSON.stringify(claims), 'utf8');
   return { claims: base64url(bytes), sig: base64url(signDetached(bytes, input.secretKey)) };
@@ -94,6 +98,8 @@ export interface VerifiedRegistration {
   readonly access?: AccessRules;
   /** Tenant token as sent (unchecked: the relay authenticates it). */
   readonly token?: string;
+  /** The agent asked for a public TCP port. */
+  readonly tcp?: true;
 }
 
 const b64 = (s: string): Buffer => fromBase64url(s);
@@ -109,7 +115,7 @@ export function verifyRegistration(payload: RegisterPayload, input: VerifyRegist
   } catch {
     throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'registration claims are not a JSON object');
   }
-  const { v, pub, nonce, iat, ttl, aud, session, subdomain, token } = claims;
+  const { v, pub, nonce, iat, ttl, aud, session, subdomain, token, tcp } = claims;
   if (v !== PROTOCOL_VERSION)
     throw new BurrowError('BURROW_ERR_UNSUPPORTED_VERSION', `registration for protocol ${String(v)}, relay speaks ${PROTOCOL_VERSION}`);
   if (typeof pub !== 'string' || typeof nonce !== 'string' || typeof aud !== 'string') {
@@ -120,6 +126,7 @@ export function verifyRegistration(payload: RegisterPayload, input: VerifyRegist
   }
   if (session !== undefined && typeof session !== 'string') throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'session must be a string');
   if (subdomain !== undefined && typeof subdomain !== 'string') throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'subdomain must be a string');
+  if (tcp !== undefined && tcp !== true) throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'tcp must be true when present');
   const tenantToken = token === undefined ? undefined : validateTenantToken(token);
   const access = claims.access === undefined ? undefined : validateAccessRules(claims.access);
   const publicKey = b64(pub);
@@ -149,5 +156,6 @@ export function verifyRegistration(payload: RegisterPayload, input: VerifyRegist
     ...(subdomain !== undefined ? { subdomain: normalizeSubdomain(subdomain) } : {}),
     ...(access !== undefined ? { access } : {}),
     ...(tenantToken !== undefined ? { token: tenantToken } : {}),
+    ...(tcp === true ? { tcp: true as const } : {}),
   };
 }

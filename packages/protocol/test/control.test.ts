@@ -201,6 +201,11 @@ describe('REGISTERED', () => {
     expect(decodeRegistered(encodeJson({ ...base, subdomainUrl: 42 }))).toStrictEqual(base);
   });
 
+  test('with a TCP URL; a non-string tcpUrl is dropped', () => {
+    expect(decodeRegistered(encodeJson({ ...base, tcpUrl: 'tcp://relay.example:20001' }))).toStrictEqual({ ...base, tcpUrl: 'tcp://relay.example:20001' });
+    expect(decodeRegistered(encodeJson({ ...base, tcpUrl: 20001 }))).toStrictEqual(base);
+  });
+
   test.each(['label', 'url', 'sessionId'])('missing %s is PROTOCOL', (key) => {
     const o: Record<string, unknown> = { ...base };
     delete o[key];

@@ -275,3 +275,19 @@ describe('native Ed25519 matches tweetnacl', () => {
     }
   });
 });
+
+describe('tcp claim', () => {
+  test('signRegistration adds tcp: true last, and verification returns it', () => {
+    const payload = signRegistration({ secretKey: keyA.secretKey, nonce: NONCE, audience: AUDIENCE, nowMs: NOW, tcp: true });
+    expect(claimsOf(payload)).toStrictEqual(claimsWith({ tcp: true }));
+    expect(verify(payload).tcp).toBe(true);
+  });
+  test('no tcp claim: nothing in the claims, nothing in the result', () => {
+    const payload = signRegistration({ secretKey: keyA.secretKey, nonce: NONCE, audience: AUDIENCE, nowMs: NOW, tcp: false });
+    expect('tcp' in claimsOf(payload)).toBe(false);
+    expect('tcp' in verify(payload)).toBe(false);
+  });
+  test.each([false, 1, 'yes'])('tcp: %p is BAD_REGISTRATION', (value) => {
+    expect(codeOf(() => verify(signRaw(claimsWith({ tcp: value }))))).toBe('BURROW_ERR_BAD_REGISTRATION');
+  });
+});
