@@ -131,7 +131,7 @@ forwards:
   test.each([
     ['forwards: []\n', [], /burrow\.yml:1:11: "forwards" is empty/],
     ['forwards:\n  - { name: a, http: 1 }\n  - { name: b, http: 2 }\n', [], /burrow\.yml:3:5: forwards "a" and "b" would share one URL/],
-    ['forwards:\n  - { name: db, tcp: 5432 }\n', [], /tcp forwards are not supported yet/],
+    ['forwards:\n  - { name: db, tcp: 0 }\n', [], /forward "db": tcp: port 0 must be 1-65535/],
     ['forwards: [{ name: a, http: 1 }]\n', ['--relay', 'http://x'], /--relay is not an option of start/],
   ])('bad config %j %j exits 2 with the problem', async (config, args, message) => {
     const run = start(config, args);

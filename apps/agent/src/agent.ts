@@ -22,12 +22,13 @@ import {
   FrameType,
   type KeyPair,
   labelFor,
+  type RequestHead,
   StreamKind,
   signRegistration,
 } from '@burrow/protocol';
 import WebSocket from 'ws';
 import { forwardHttp, forwardUpgrade, type LocalForwardContext, type RequestEvent } from './localForward';
-import type { LocalTarget } from './localTarget';
+import { type LocalTarget, parseTcpTarget } from './localTarget';
 import { type ConnectionEvent, forwardTcp, type LocalTcpContext } from './localTcp';
 
 /** Path of the agent endpoint on the relay's apex host. */
@@ -59,6 +60,14 @@ export interface AgentOptions {
   readonly token?: string;
   /** `burrow tcp`: ask for a public TCP port and carry raw TCP connections to `target` (host and port). */
   readonly tcp?: boolean;
+  /**
+   * `burrow share tcp`: a private share under `name` (no public URL or port). Connections reach
+   * `target`, or another target of `allow` when the connecting agent asks for one; anything else
+   * is refused with BURROW_ERR_TARGET_NOT_ALLOWED.
+   */
+  readonly share?: { readonly name: string; readonly secretSha256?: string; readonly allow?: readonly LocalTarget[] };
+  /** `burrow connect`: register as a connecting agent; streams are opened with openStream(). */
+  readonly connect?: boolean;
 }
 
 export interface OnlineEvent {
@@ -72,6 +81,8 @@ export interface OnlineEvent {
   readonly relay: string;
   /** tcp://<host>:<port>, for a TCP tunnel. */
   readonly tcpUrl?: string;
+  /** The share's name, for a sharing agent. */
+  readonly share?: string;
 }
 
 export interface ReconnectingEvent {
@@ -99,6 +110,9 @@ const FATAL: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'BURROW_ERR_TCP_DISABLED',
 ]);
 
+/** The OPEN header naming the share target a connecting agent asked for (the relay sets it). */
+const SHARE_TARGET_HEADER = 'burrow-target';
+
 export interface AgentEvents {
   online: [OnlineEvent];
   request: [RequestEvent];
@@ -108,6 +122,15 @@ export interface AgentEvents {
   offline: [{ reason: string }];
   fatal: [BurrowError];
   closed: [];
+}
+
+/** host:port of a TCP target (IPv6 in brackets). */
+export function hostPort(t: LocalTarget): string {
+  return `${t.hostname.includes(':') ? `[${t.hostname}]` : t.hostname}:${t.port}`;
+}
+
+function sameTarget(a: LocalTarget, b: LocalTarget): boolean {
+  return a.port === b.port && a.hostname.toLowerCase() === b.hostname.toLowerCase();
 }
 
 /** The relay URLs of an option value: a list, or one string with commas. */
@@ -280,6 +303,15 @@ export class Agent extends EventEmitter<AgentEvents> {
           ...(this.options.access !== undefined ? { access: this.options.access } : {}),
           ...(this.options.token !== undefined ? { token: this.options.token } : {}),
           ...(this.options.tcp === true ? { tcp: true } : {}),
+          ...(this.options.share !== undefined
+            ? {
+                share: {
+                  name: this.options.share.name,
+                  ...(this.options.share.secretSha256 !== undefined ? { secretSha256: this.options.share.secretSha256 } : {}),
+                },
+              }
+            : {}),
+          ...(this.options.connect === true ? { connect: true } : {}),
         });
         batcher.sendFrame(FrameType.REGISTER, 0, 0, encodeJson(register));
         return;
@@ -298,6 +330,7 @@ export class Agent extends EventEmitter<AgentEvents> {
           relay: c.relay,
           ...(r.subdomainUrl !== undefined ? { subdomainUrl: r.subdomainUrl } : {}),
           ...(r.tcpUrl !== undefined ? { tcpUrl: r.tcpUrl } : {}),
+          ...(r.share !== undefined ? { share: r.share } : {}),
         });
         return;
       }
@@ -347,13 +380,54 @@ export class Agent extends EventEmitter<AgentEvents> {
       stream.reset('BURROW_ERR_PROTOCOL', (err as Error).message);
       return;
     }
-    if (this.options.tcp === true) {
+    if (this.options.share !== undefined) {
+      if (head.kind === StreamKind.TCP) this.forwardShare(stream, head);
+      else stream.reset('BURROW_ERR_BAD_REQUEST', 'this agent forwards a private TCP share only (burrow share tcp)');
+    } else if (this.options.connect === true) {
+      stream.reset('BURROW_ERR_BAD_REQUEST', 'a connecting agent serves no streams (burrow connect)');
+    } else if (this.options.tcp === true) {
       if (head.kind === StreamKind.TCP) forwardTcp(stream, head, this.localTcp);
       else stream.reset('BURROW_ERR_BAD_REQUEST', 'this agent forwards raw TCP only (burrow tcp)');
     } else if (head.kind === StreamKind.HTTP) forwardHttp(stream, head, fin, this.local);
     else if (head.kind === StreamKind.WEBSOCKET) forwardUpgrade(stream, head, this.local);
     else stream.reset('BURROW_ERR_BAD_REQUEST', 'this agent forwards HTTP and WebSocket only');
   };
+
+  /** A share connection: to the main target, or to the allowed target the connecting agent named. */
+  private forwardShare(stream: MuxStream, head: RequestHead): void {
+    const share = this.options.share as NonNullable<AgentOptions['share']>;
+    const allowed = [this.options.target, ...(share.allow ?? [])];
+    let target = this.options.target;
+    const i = head.headers.findIndex((h, n) => n % 2 === 0 && h.toLowerCase() === SHARE_TARGET_HEADER);
+    if (i >= 0) {
+      const asked = head.headers[i + 1] as string;
+      let wanted: LocalTarget | undefined;
+      try {
+        wanted = parseTcpTarget(asked);
+      } catch {
+        wanted = undefined;
+      }
+      const match = wanted === undefined ? undefined : allowed.find((t) => sameTarget(t, wanted as LocalTarget));
+      if (match === undefined) {
+        const detail = `target ${asked} is not shared by "${share.name}"; allowed: ${allowed.map(hostPort).join(', ')}`;
+        stream.reset('BURROW_ERR_TARGET_NOT_ALLOWED', detail);
+        this.emit('connection', { client: head.target, durationMs: 0, bytesIn: 0, bytesOut: 0, error: 'BURROW_ERR_TARGET_NOT_ALLOWED', detail });
+        return;
+      }
+      target = match;
+    }
+    forwardTcp(stream, head, this.localTcp, target);
+  }
+
+  /**
+   * Opens a stream to the relay on the registered connection (a connecting agent's; see
+   * Connector). undefined while not registered.
+   */
+  openStream(): MuxStream | undefined {
+    const c = this.conn;
+    if (c === undefined || !c.registered || c.mux === undefined || this.stopping) return undefined;
+    return c.mux.open();
+  }
 
   private onClosed(c: Connection, code: number): void {
     c.batcher.close();

@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 /** `burrow` command: parse, load the key, run the agent until Ctrl-C. Usage errors exit 2. */
+import { randomBytes } from 'node:crypto';
+import { shareSecretDigest } from '@burrow/protocol';
 import { Agent } from './agent';
 import { parseAgentArgs, USAGE, UsageError } from './cli';
+import { Connector } from './connector';
 import { defaultKeyPath, KeyFileError, loadOrCreateKey } from './keyStore';
-import { attachHumanOutput, attachJsonOutput } from './output';
+import { attachConnectOutput, attachHumanOutput, attachJsonOutput, attachShareOutput } from './output';
 import { runStart } from './supervisor';
 import { AGENT_VERSION } from './version';
 
@@ -71,6 +74,52 @@ function main(): void {
   };
   if (key.created) log(`burrow: created a new key at ${key.path}\n`);
   if (key.looseMode !== undefined) log(`burrow: warning: ${key.path} is readable by others (mode ${key.looseMode.toString(8)}); run chmod 600 on it\n`);
+  const out = batchedWriter((text) => process.stdout.write(text));
+  const color = process.stdout.isTTY === true;
+  if (command.kind === 'share' || command.kind === 'connect') {
+    let worker: Agent | Connector;
+    if (command.kind === 'share') {
+      // A secret nobody chose is made here and printed once, in the connect command to use.
+      const generated = command.secret === undefined;
+      const secret = command.secret ?? randomBytes(24).toString('base64url');
+      worker = new Agent({
+        relay: command.relay,
+        target: command.target,
+        keyPair: key.keyPair,
+        deadAfterMs: command.deadAfterMs,
+        share: { name: command.name, secretSha256: shareSecretDigest(secret), allow: command.allow },
+        ...(command.token !== undefined ? { token: command.token } : {}),
+      });
+      attachShareOutput(worker, { command, secret: generated ? secret : undefined }, out, color);
+    } else {
+      worker = new Connector({
+        relay: command.relay,
+        keyPair: key.keyPair,
+        share: command.share,
+        listen: command.listen,
+        deadAfterMs: command.deadAfterMs,
+        ...(command.secret !== undefined ? { secret: command.secret } : {}),
+        ...(command.target !== undefined ? { target: command.target } : {}),
+        ...(command.token !== undefined ? { token: command.token } : {}),
+      });
+      attachConnectOutput(worker, command, out, color);
+    }
+    const w = worker;
+    w.on('fatal', () => {
+      process.exitCode = 1;
+      void w.close();
+    });
+    let stopping = false;
+    const stop = (): void => {
+      if (stopping) return;
+      stopping = true;
+      w.close().then(() => process.exit(0));
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    w.start();
+    return;
+  }
   const agent = new Agent({
     relay: command.relay,
     target: command.target,
@@ -84,9 +133,8 @@ function main(): void {
     ...(command.token !== undefined ? { token: command.token } : {}),
     ...(command.kind === 'tcp' ? { tcp: true } : {}),
   });
-  const out = batchedWriter((text) => process.stdout.write(text));
   if (command.json) attachJsonOutput(agent, out);
-  else attachHumanOutput(agent, command.target, out, process.stdout.isTTY === true);
+  else attachHumanOutput(agent, command.target, out, color);
   agent.on('fatal', () => {
     process.exitCode = 1;
   });

@@ -57,8 +57,11 @@ export interface HttpForward extends ForwardBase {
   readonly access?: AccessRules;
 }
 
-/** Forward kinds reserved for later; refused ("not supported yet") until registerForwardKind adds one. */
-export type ExtensionKind = 'tcp';
+/**
+ * Forward kinds besides http; refused ("not supported yet") until registerForwardKind adds one
+ * (forwardKinds.ts adds all three: tcp, share and connect).
+ */
+export type ExtensionKind = 'tcp' | 'share' | 'connect';
 
 export interface ExtensionForward extends ForwardBase {
   readonly kind: ExtensionKind;
@@ -91,7 +94,9 @@ export interface ForwardKindHook {
   createWorker(forward: ExtensionForward, keyPair: KeyPair): ForwardWorker;
 }
 
-const EXTENSION_KINDS: readonly ExtensionKind[] = ['tcp'];
+const EXTENSION_KINDS: readonly ExtensionKind[] = ['tcp', 'share', 'connect'];
+/** Kinds that claim no URL of their key: they never clash with another forward's label. */
+const UNLABELLED: ReadonlySet<string> = new Set(['share', 'connect']);
 const hooks = new Map<ExtensionKind, ForwardKindHook>();
 
 /** Enables (or, with undefined, disables again) a reserved forward kind. */
@@ -208,6 +213,9 @@ class Reader {
       ...(session !== undefined ? { session } : {}),
     };
     const kindNode = fields.get(kind) as Node;
+    if (UNLABELLED.has(kind) && (subdomain !== undefined || session !== undefined)) {
+      throw new ConfigError(`${this.at(map)}: ${what}: a ${kind} forward has no URL: "subdomain" and "session" do not apply`);
+    }
     if (hook !== undefined) {
       const extra: Record<string, unknown> = {};
       for (const key of hook.fields) {
@@ -251,6 +259,7 @@ class Reader {
       const sameName = names.get(f.name);
       if (sameName !== undefined) throw new ConfigError(`${at}: forward name "${f.name}" is used twice (also at ${this.at(nodes[sameName] as Node)})`);
       names.set(f.name, i);
+      if (UNLABELLED.has(f.kind)) return;
       const labelKey = `${f.keyFile}\0${f.session ?? ''}`;
       const sameLabel = labels.get(labelKey);
       if (sameLabel !== undefined) {

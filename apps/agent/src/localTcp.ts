@@ -27,9 +27,8 @@ export interface LocalTcpContext {
   readonly onConnection: (event: ConnectionEvent) => void;
 }
 
-export function forwardTcp(stream: MuxStream, head: RequestHead, ctx: LocalTcpContext): void {
+export function forwardTcp(stream: MuxStream, head: RequestHead, ctx: LocalTcpContext, target: LocalTarget = ctx.target): void {
   const started = performance.now();
-  const { target } = ctx;
   const pending: Buffer[] = [];
   let pendingEnd = false;
   let settled = false;

@@ -2,8 +2,11 @@
  * What the CLI prints: a human view (URL, then a line per request, reconnect notices) or one
  * JSON object per line with --json.
  */
-import type { Agent } from './agent';
+import { type Agent, hostPort } from './agent';
+import type { ConnectCommand, ShareCommand } from './cli';
+import type { Connector } from './connector';
 import type { LocalTarget } from './localTarget';
+import type { ConnectionEvent } from './localTcp';
 
 type Write = (line: string) => void;
 
@@ -75,4 +78,95 @@ export function attachHumanOutput(agent: Agent, target: LocalTarget, write: Writ
   });
   agent.on('reconnecting', (e) => write(`${c('33', 'reconnecting')} in ${(e.delayMs / 1000).toFixed(1)} s (attempt ${e.attempt}): ${e.reason}\n`));
   agent.on('fatal', (err) => write(`${c('31', 'error')} ${err.code}: ${err.message}\n`));
+}
+
+function connectionLine(e: ConnectionEvent, c: (code: string, s: string) => string): string {
+  const ms = `${e.durationMs < 10 ? e.durationMs.toFixed(1) : Math.round(e.durationMs)} ms`;
+  const outcome = e.error === undefined ? c('32', 'closed') : c('31', e.error.replace('BURROW_ERR_', ''));
+  const tail = e.detail !== undefined ? `  ${c('2', e.detail)}` : '';
+  return `TCP     ${e.client.padEnd(24)} ${outcome} ${c('2', `${ms}, ${e.bytesIn} B in, ${e.bytesOut} B out`)}${tail}\n`;
+}
+
+function connectionJson(e: ConnectionEvent): object {
+  return {
+    event: 'connection',
+    client: e.client,
+    durationMs: Math.round(e.durationMs * 10) / 10,
+    bytesIn: e.bytesIn,
+    bytesOut: e.bytesOut,
+    ...(e.error !== undefined ? { error: e.error, detail: e.detail } : {}),
+  };
+}
+
+/** The `burrow connect` command that reaches this share (the secret only when it was generated here). */
+export function connectCommandFor(command: Pick<ShareCommand, 'name' | 'relay'>, secret: string | undefined): string {
+  return `burrow connect ${command.name} --relay ${command.relay} --listen 127.0.0.1:<port> --secret ${secret ?? '<the secret you set>'}`;
+}
+
+/** `burrow share tcp`: the share, its targets and, once, how to connect to it; then a line per connection. */
+export function attachShareOutput(
+  agent: Agent,
+  info: { readonly command: ShareCommand; readonly secret: string | undefined },
+  write: Write,
+  color: boolean,
+): void {
+  const { command } = info;
+  const c = (code: string, s: string): string => (color ? `\x1b[${code}m${s}\x1b[0m` : s);
+  const targets = [command.target, ...command.allow].map(hostPort);
+  const connectWith = connectCommandFor(command, info.secret);
+  agent.on('online', (e) => {
+    if (command.json) {
+      write(
+        `${JSON.stringify({ event: e.reconnected ? 'reconnected' : 'online', share: e.share, label: e.label, targets, ...(e.reconnected ? {} : { connect: connectWith }) })}\n`,
+      );
+      return;
+    }
+    if (e.reconnected) {
+      write(`${c('32', 'reconnected')}  share ${e.share}\n`);
+      return;
+    }
+    write(`${c('1;32', 'burrow share online')}\n`);
+    write(`  share ${c('1', e.share ?? command.name)}  →  ${targets.join(', ')}\n`);
+    write(`  connect with: ${c('1', connectWith)}\n`);
+    if (info.secret !== undefined) write(`  ${c('2', 'the secret is shown once; keep it, or set your own with --secret / BURROW_SHARE_SECRET')}\n`);
+    write('\n');
+  });
+  attachCommon(agent, command.json, write, c);
+}
+
+/** `burrow connect`: where it listens, which share it reaches; then a line per connection. */
+export function attachConnectOutput(connector: Connector, command: ConnectCommand, write: Write, color: boolean): void {
+  const c = (code: string, s: string): string => (color ? `\x1b[${code}m${s}\x1b[0m` : s);
+  connector.on('online', (e) => {
+    const a = connector.address();
+    const listen = a === undefined ? `${command.listen.host}:${command.listen.port}` : `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
+    if (command.json) {
+      write(
+        `${JSON.stringify({ event: e.reconnected ? 'reconnected' : 'online', share: command.share, listen, ...(command.target !== undefined ? { target: command.target } : {}) })}\n`,
+      );
+      return;
+    }
+    if (e.reconnected) {
+      write(`${c('32', 'reconnected')}  ${listen}  →  share ${command.share}\n`);
+      return;
+    }
+    write(`${c('1;32', 'burrow connect online')}\n`);
+    write(`  ${c('1', `tcp://${listen}`)}  →  share ${command.share}${command.target !== undefined ? ` (${command.target})` : ''}\n\n`);
+  });
+  attachCommon(connector, command.json, write, c);
+}
+
+function attachCommon(worker: Pick<Agent, 'on'> | Pick<Connector, 'on'>, json: boolean, write: Write, c: (code: string, s: string) => string): void {
+  const w = worker as Pick<Agent, 'on'>;
+  w.on('connection', (e) => write(json ? `${JSON.stringify(connectionJson(e))}\n` : connectionLine(e, c)));
+  w.on('reconnecting', (e) =>
+    write(
+      json
+        ? `${JSON.stringify({ event: 'reconnecting', attempt: e.attempt, delayMs: e.delayMs, reason: e.reason })}\n`
+        : `${c('33', 'reconnecting')} in ${(e.delayMs / 1000).toFixed(1)} s (attempt ${e.attempt}): ${e.reason}\n`,
+    ),
+  );
+  w.on('fatal', (err) =>
+    write(json ? `${JSON.stringify({ event: 'error', code: err.code, message: err.message })}\n` : `${c('31', 'error')} ${err.code}: ${err.message}\n`),
+  );
 }

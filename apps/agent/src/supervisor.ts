@@ -14,8 +14,10 @@ import { labelFor } from '@burrow/protocol';
 import { Agent, type AgentEvents, type OnlineEvent, type ReconnectingEvent } from './agent';
 import type { StartCommand } from './cli';
 import { type AgentConfig, ConfigError, type ForwardConfig, forwardKindHook, loadConfigFile } from './configFile';
+import './forwardKinds';
 import { KeyFileError, type LoadedKey, loadOrCreateKey } from './keyStore';
 import type { RequestEvent } from './localForward';
+import type { ConnectionEvent } from './localTcp';
 
 /** What the supervisor needs of a worker; Agent is one. */
 export interface ForwardWorker extends Pick<EventEmitter<AgentEvents>, 'on'> {
@@ -57,6 +59,8 @@ export interface SupervisorOptions<F extends { readonly name: string }> {
 export type SupervisorEvent =
   | { readonly type: 'online'; readonly forward: string; readonly online: OnlineEvent }
   | { readonly type: 'request'; readonly forward: string; readonly request: RequestEvent }
+  /** A TCP connection of a tcp, share or connect forward ended. */
+  | { readonly type: 'connection'; readonly forward: string; readonly connection: ConnectionEvent }
   | { readonly type: 'reconnecting'; readonly forward: string; readonly reconnecting: ReconnectingEvent }
   /** A worker failed and will be restarted after delayMs. */
   | {
@@ -159,6 +163,7 @@ export class Supervisor<F extends { readonly name: string }> extends EventEmitte
         this.emit('event', { type: 'online', forward: name, online });
       });
       w.on('request', (request) => this.emit('event', { type: 'request', forward: name, request }));
+      w.on('connection', (connection) => this.emit('event', { type: 'connection', forward: name, connection }));
       w.on('reconnecting', (reconnecting) => {
         if (slot.worker === w) this.emit('event', { type: 'reconnecting', forward: name, reconnecting });
       });
@@ -207,6 +212,21 @@ export function attachStartJsonOutput(supervisor: EventEmitter<SupervisorEvents>
           url: o.subdomainUrl ?? o.url,
           label: o.label,
           ...(o.subdomainUrl !== undefined ? { labelUrl: o.url } : {}),
+          ...(o.tcpUrl !== undefined ? { tcpUrl: o.tcpUrl } : {}),
+          ...(o.share !== undefined ? { share: o.share } : {}),
+        });
+        return;
+      }
+      case 'connection': {
+        const c = e.connection;
+        out({
+          event: 'connection',
+          forward: e.forward,
+          client: c.client,
+          durationMs: Math.round(c.durationMs * 10) / 10,
+          bytesIn: c.bytesIn,
+          bytesOut: c.bytesOut,
+          ...(c.error !== undefined ? { error: c.error, detail: c.detail } : {}),
         });
         return;
       }
@@ -250,9 +270,10 @@ export function attachStartHumanOutput(supervisor: EventEmitter<SupervisorEvents
       case 'online': {
         const o = e.online;
         const to = origins.get(e.forward) ?? '';
-        if (o.reconnected) write(`${who}  ${c('32', 'reconnected')}  ${o.subdomainUrl ?? o.url}\n`);
+        const shown = o.tcpUrl ?? (o.share !== undefined ? `share ${o.share}` : o.url !== '' ? (o.subdomainUrl ?? o.url) : 'connected');
+        if (o.reconnected) write(`${who}  ${c('32', 'reconnected')}  ${shown}\n`);
         else {
-          write(`${who}  ${c('1;32', 'online')}  ${c('1', o.subdomainUrl ?? o.url)}  →  ${to}\n`);
+          write(`${who}  ${c('1;32', 'online')}  ${c('1', shown)}  →  ${to}\n`);
           if (o.subdomainUrl !== undefined) write(`${who}  ${c('1;32', 'online')}  ${c('1', o.url)}  →  ${to}\n`);
         }
         return;
@@ -265,6 +286,14 @@ export function attachStartHumanOutput(supervisor: EventEmitter<SupervisorEvents
         const tail = r.detail !== undefined && r.status === 0 ? `  ${c('2', r.detail)}` : '';
         const path = r.path.length > 60 ? `${r.path.slice(0, 57)}...` : r.path.padEnd(60);
         write(`${who}  ${(r.websocket ? 'WS' : r.method).padEnd(7)} ${path} ${status} ${c('2', ms)}${tail}\n`);
+        return;
+      }
+      case 'connection': {
+        const t = e.connection;
+        const ms = `${t.durationMs < 10 ? t.durationMs.toFixed(1) : Math.round(t.durationMs)} ms`;
+        const outcome = t.error === undefined ? c('32', 'closed') : c('31', t.error.replace('BURROW_ERR_', ''));
+        const tail = t.detail !== undefined ? `  ${c('2', t.detail)}` : '';
+        write(`${who}  TCP     ${t.client.padEnd(24)} ${outcome} ${c('2', `${ms}, ${t.bytesIn} B in, ${t.bytesOut} B out`)}${tail}\n`);
         return;
       }
       case 'reconnecting': {
@@ -284,6 +313,14 @@ export function attachStartHumanOutput(supervisor: EventEmitter<SupervisorEvents
       }
     }
   });
+}
+
+/** What a forward reaches, for the human output. */
+function originOf(f: ForwardConfig): string {
+  if (f.kind === 'http') return f.target.origin;
+  const o = f.options as { target?: { origin?: string } | string; listen?: { host: string; port: number }; share?: string };
+  if (f.kind === 'connect') return `${o.listen?.host}:${o.listen?.port} → share ${o.share}`;
+  return typeof o.target === 'object' && o.target?.origin !== undefined ? o.target.origin : f.kind;
 }
 
 /** The worker for one forward: an Agent for http, the kind's hook for others. */
@@ -317,6 +354,8 @@ export function loadKeys(config: AgentConfig): Map<string, LoadedKey> {
       key = loadOrCreateKey(f.keyFile);
       keys.set(f.keyFile, key);
     }
+    // Shares and connectors claim no URL of their key.
+    if (f.kind === 'share' || f.kind === 'connect') continue;
     // Two key paths may hold one key (a link, a copy): the labels tell.
     const label = labelFor(key.keyPair.publicKey, f.session);
     const other = labels.get(label);
@@ -359,7 +398,7 @@ export function runStart(command: StartCommand, io: StartIo): Supervisor<Forward
     createWorker: (f) => createForwardWorker(f, keys.get(f.keyFile) as LoadedKey),
   });
   if (command.json) attachStartJsonOutput(supervisor, io.out);
-  else attachStartHumanOutput(supervisor, new Map(config.forwards.map((f) => [f.name, f.kind === 'http' ? f.target.origin : f.kind])), io.out, io.color);
+  else attachStartHumanOutput(supervisor, new Map(config.forwards.map((f) => [f.name, originOf(f)])), io.out, io.color);
   supervisor.on('event', (e) => {
     if (e.type === 'error') io.log(`burrow: forward "${e.forward}" cannot run: ${e.code}: ${e.message}\n`);
   });

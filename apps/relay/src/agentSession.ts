@@ -24,6 +24,7 @@ import {
   PROTOCOL_VERSION,
   type RegisteredPayload,
   StreamKind,
+  shareLabel,
   type VerifiedRegistration,
   verifyRegistration,
 } from '@burrow/protocol';
@@ -32,6 +33,7 @@ import { nanoid } from 'nanoid';
 import type { WebSocket } from 'ws';
 import type { RelayContext } from './relayContext';
 import { tunnelUrl } from './relayContext';
+import { ConnectorStreams } from './shareSplice';
 import type { Tenant } from './tenancy/types';
 
 /** Where frames of one agent-wire stream go back to, and which halves have ended. */
@@ -83,11 +85,17 @@ export class AgentSession {
   tcpPort: number | undefined;
   /** TCP connections routed now. */
   private tcpStreams = 0;
+  /** A connecting agent (`burrow connect`): the streams it opened, spliced to shares. */
+  private connector: ConnectorStreams | undefined;
+  /** A sharing agent (`burrow share tcp`): its share's name. */
+  shareName: string | undefined;
 
   constructor(
     private readonly ctx: RelayContext,
     private readonly ws: WebSocket,
     readonly remoteAddress: string,
+    /** host:port of the agent's connection (for share connection logs). */
+    private readonly peer: string,
     /** Authorities this connection may have been addressed to (public URL, Host header). */
     private readonly audiences: readonly string[],
   ) {
@@ -103,7 +111,7 @@ export class AgentSession {
   }
 
   get streamCount(): number {
-    return this.routes.size;
+    return this.routes.size + (this.connector?.size ?? 0);
   }
 
   get isActive(): boolean {
@@ -205,14 +213,38 @@ export class AgentSession {
       const admission = await this.ctx.tenancy.admit(verified, this.id);
       this.tenant = admission.tenant;
       this.tokenId = admission.tokenId;
+      const share = verified.share;
+      const policy =
+        share === undefined ? admission.policy : { ...admission.policy, share: share.secretSha256 !== undefined ? { secretSha256: share.secretSha256 } : {} };
       this.holderRef = {
         nodeId: this.ctx.nodeId,
         sessionId: this.id,
         keyId: this.keyId,
-        ...(admission.policy !== undefined ? { policy: admission.policy } : {}),
+        ...(policy !== undefined ? { policy } : {}),
       };
       if (this.isClosed()) return;
-      const labels = [verified.label];
+      // A share claims its name only (never the key's HTTP label); a connector claims nothing.
+      const labels = share !== undefined ? [shareLabel(share.name)] : verified.connect === true ? [] : [verified.label];
+      if (share !== undefined) {
+        const name = shareLabel(share.name);
+        const owner = await bus.registry.bindName(name, verified.keyId);
+        if (owner !== verified.keyId) {
+          throw new BurrowError('BURROW_ERR_NAME_TAKEN', `share name "${share.name}" belongs to another key; choose another --name or use that key`);
+        }
+        this.shareName = share.name;
+      }
+      if (verified.connect === true) {
+        this.connector = new ConnectorStreams(
+          this.ctx,
+          {
+            id: this.id,
+            tenant: this.tenant,
+            peer: this.peer,
+            sendFrame: (type, flags, id, payload) => this.batcher.sendFrame(type, flags, id, payload),
+          },
+          this.log,
+        );
+      }
       if (verified.subdomain !== undefined) {
         const owner = await bus.registry.bindName(verified.subdomain, verified.keyId);
         if (owner !== verified.keyId) {
@@ -261,15 +293,25 @@ export class AgentSession {
     this.ctx.tenancy.sessionOpened(this);
     const publicUrl = this.ctx.publicUrl();
     const registered: RegisteredPayload = {
-      label: verified.label,
-      url: tunnelUrl(publicUrl, verified.label, this.ctx.config.tunnelUrls),
+      label: this.shareName !== undefined ? shareLabel(this.shareName) : verified.label,
+      // Shares and connectors have no public URL.
+      url: this.shareName !== undefined || this.connector !== undefined ? '' : tunnelUrl(publicUrl, verified.label, this.ctx.config.tunnelUrls),
       sessionId: this.id,
+      ...(this.shareName !== undefined ? { share: this.shareName } : {}),
       ...(verified.subdomain !== undefined ? { subdomainUrl: tunnelUrl(publicUrl, verified.subdomain, this.ctx.config.tunnelUrls) } : {}),
     };
     const registeredTcp: RegisteredPayload =
       this.tcpPort === undefined ? registered : { ...registered, tcpUrl: `tcp://${this.ctx.config.tcpHost ?? new URL(publicUrl).hostname}:${this.tcpPort}` };
     this.batcher.sendFrame(FrameType.REGISTERED, 0, 0, encodeJson(registeredTcp));
-    this.log.info({ labels: this.labels, key: this.keyId, ...(this.tcpPort !== undefined ? { tcpPort: this.tcpPort } : {}) }, 'agent registered');
+    this.log.info(
+      {
+        labels: this.labels,
+        key: this.keyId,
+        ...(this.tcpPort !== undefined ? { tcpPort: this.tcpPort } : {}),
+        ...(this.connector !== undefined ? { connector: true } : {}),
+      },
+      'agent registered',
+    );
     this.ctx.metrics.agentRegistered(reconnect);
     // Registered while the node began draining: send it on its way at once.
     if (this.ctx.isDraining()) this.goAway();
@@ -392,6 +434,15 @@ export class AgentSession {
   }
 
   private fromAgent(frame: Frame): void {
+    if (frame.streamId % 2 === 0) {
+      // Agent-opened streams: only a connecting agent opens any.
+      if (this.connector === undefined) {
+        throw new BurrowError('BURROW_ERR_PROTOCOL', `frame for stream ${frame.streamId}: only an agent registered with "connect" opens streams`);
+      }
+      this.connector.fromAgent(frame);
+      return;
+    }
+    if (frame.type === FrameType.OPEN) throw new BurrowError('BURROW_ERR_PROTOCOL', `OPEN on stream ${frame.streamId}, an id the relay allocates`);
     const route = this.routes.get(frame.streamId);
     if (route === undefined) {
       if (frame.streamId % 2 === 1 && frame.streamId < this.nextStreamId) return; // late frame for an ended stream
@@ -499,6 +550,7 @@ export class AgentSession {
 
   private cleanup(reason: string): void {
     this.ctx.tenancy.sessionClosed(this, reason, this.everActive);
+    this.connector?.closeAll('BURROW_ERR_AGENT_DISCONNECTED', 'the connecting agent disconnected');
     this.countStream(-this.routes.size);
     for (const route of this.routes.values()) {
       this.replyReset(route.node, route.ingressId, 'BURROW_ERR_AGENT_DISCONNECTED', 'the agent disconnected before the response completed');

@@ -220,7 +220,7 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       app.log,
     ),
     tenantStreams: new Map(),
-    busState: { recoveredAtMs: 0 },
+    busState: { lostAtMs: 0, recoveredAtMs: 0 },
     holderCache: new HolderCache(),
     publicUrl,
     publicProto,
@@ -282,6 +282,7 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
         app.log.info('bus connection is back; re-announcing leases');
         void leases.renewNow();
       } else {
+        ctx.busState.lostAtMs = Date.now();
         app.log.warn('bus connection lost; serving only tunnels whose agents are on this node');
         void peers.check();
       }
@@ -294,7 +295,9 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   await app.register(websocket, { options: { maxPayload: MAX_AGENT_MESSAGE_BYTES, perMessageDeflate: false } });
 
   app.get(AGENT_CONNECT_PATH, { websocket: true }, (socket, req) => {
-    const session = new AgentSession(ctx, socket, req.socket.remoteAddress ?? '', agentAudiences());
+    const ip = req.socket.remoteAddress ?? '';
+    const peer = `${ip.includes(':') ? `[${ip}]` : ip}:${req.socket.remotePort ?? 0}`;
+    const session = new AgentSession(ctx, socket, ip, peer, agentAudiences());
     sessions.add(session);
     session.start();
   });

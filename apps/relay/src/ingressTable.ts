@@ -1,11 +1,13 @@
 /**
  * Public-side streams on this node (the ingress end). Each stream's frames travel over the bus
  * to the node holding the agent's socket; replies come back by this node's stream id.
- * A stream is in the table before its first frame is sent.
+ * A stream is in the table before its first frame is sent. Most end here in a MuxStream; a raw
+ * entry (a private share's connection, spliced to a connecting agent's stream) hands the frames
+ * on untouched, so credit runs end to end between the two agents.
  */
 import type { Bus, BusFrame, Holder } from '@burrow/bus';
 import { type FrameSink, MuxStream } from '@burrow/mux';
-import type { ErrorCode, FrameType } from '@burrow/protocol';
+import type { ErrorCode, FrameType, Reason } from '@burrow/protocol';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -26,8 +28,17 @@ class BusSink implements FrameSink {
   }
 }
 
+/** Where the frames of a raw entry go: its owner forwards them and ends the entry with closeRaw. */
+export interface RawPeer {
+  /** A frame from the holder node, with this table's stream id. */
+  onFrame(frame: BusFrame): void;
+  /** The stream cannot go on (the holder node is gone, the bus is down, the relay closes). */
+  onAbort(reason: Reason): void;
+}
+
 interface Entry {
-  readonly stream: MuxStream;
+  readonly stream?: MuxStream;
+  readonly raw?: RawPeer;
   readonly holderNode: string;
 }
 
@@ -47,24 +58,50 @@ export class IngressTable {
     return this.streams.size;
   }
 
-  open(holder: Holder): MuxStream {
+  private allocate(): number {
     let id = this.nextId;
     while (this.streams.has(id)) id = id >= 0xffff_fffe ? 1 : id + 1;
     this.nextId = id >= 0xffff_fffe ? 1 : id + 1;
+    return id;
+  }
+
+  open(holder: Holder): MuxStream {
+    const id = this.allocate();
     const sink = new BusSink(this.bus, holder, this.bus.nodeId);
     const stream = new MuxStream(id, sink, { windowBytes: this.windowBytes, onClose: this.onClose });
     this.streams.set(id, { stream, holderNode: holder.nodeId });
     return stream;
   }
 
+  /** A raw entry: frames for `holder` are sent by the owner with sendRaw, replies go to `peer`. Returns its id. */
+  openRaw(holder: Holder, peer: RawPeer): number {
+    const id = this.allocate();
+    this.streams.set(id, { raw: peer, holderNode: holder.nodeId });
+    return id;
+  }
+
+  /** Forgets a raw entry (both directions ended, or either side reset). */
+  closeRaw(id: number): void {
+    if (this.streams.get(id)?.raw !== undefined) this.streams.delete(id);
+  }
+
   /** A frame from the holder node for one of our streams; unknown ids are late frames for finished streams. */
   receive(frame: BusFrame): void {
-    this.streams.get(frame.streamId)?.stream.receive(frame.type, frame.flags, frame.payload);
+    const e = this.streams.get(frame.streamId);
+    if (e === undefined) return;
+    if (e.stream !== undefined) e.stream.receive(frame.type, frame.flags, frame.payload);
+    else e.raw?.onFrame(frame);
+  }
+
+  private abortEntry(e: Entry, code: ErrorCode, message: string): void {
+    if (e.stream !== undefined) e.stream.abort({ code, message });
+    else e.raw?.onAbort({ code, message });
   }
 
   /** Ends one stream here with an error (its frames could not be delivered). */
   abortStream(id: number, code: ErrorCode, message: string): void {
-    this.streams.get(id)?.stream.abort({ code, message });
+    const e = this.streams.get(id);
+    if (e !== undefined) this.abortEntry(e, code, message);
   }
 
   /** The other nodes that hold agents for streams open here. */
@@ -79,7 +116,7 @@ export class IngressTable {
     let n = 0;
     for (const e of [...this.streams.values()]) {
       if (nodes.has(e.holderNode)) {
-        e.stream.abort({ code, message });
+        this.abortEntry(e, code, message);
         n++;
       }
     }
@@ -87,6 +124,6 @@ export class IngressTable {
   }
 
   abortAll(code: ErrorCode, message: string): void {
-    for (const e of [...this.streams.values()]) e.stream.abort({ code, message });
+    for (const e of [...this.streams.values()]) this.abortEntry(e, code, message);
   }
 }

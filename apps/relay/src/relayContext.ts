@@ -26,8 +26,8 @@ export interface RelayContext {
   readonly tenantStreams: Map<string, number>;
   /** Recent lookups of tunnels held by other nodes (bodiless requests only). */
   readonly holderCache: HolderCache;
-  /** When the bus last came back after an outage (epoch ms; 0: never lost). */
-  readonly busState: { recoveredAtMs: number };
+  /** When the bus was last lost and last came back (epoch ms; 0: never). */
+  readonly busState: { lostAtMs: number; recoveredAtMs: number };
   /** True once a SIGTERM drain began: no new agents. */
   isDraining(): boolean;
   readonly log: FastifyBaseLogger;

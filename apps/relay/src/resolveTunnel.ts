@@ -45,6 +45,7 @@ async function resolveWithGrace(ctx: RelayContext, label: string): Promise<Resol
   // Never wait past the request timeout: the visitor would get a 504 instead.
   const hardDeadline = Date.now() + ctx.config.requestTimeoutMs;
   let waited = false;
+  let unknownUntil: number | undefined;
   for (;;) {
     const local = resolveLocal(ctx, label);
     if (local !== undefined) return { holder: local };
@@ -78,11 +79,15 @@ async function resolveWithGrace(ctx: RelayContext, label: string): Promise<Resol
             : `tunnel "${label}" is known but its agent is not connected; start the agent again`,
         };
       case 'unknown': {
-        const recovered = ctx.busState.recoveredAtMs;
-        if (recovered === 0 || Date.now() - recovered >= BUS_RECOVERY_WAIT_MS) {
-          return { error: 'BURROW_ERR_UNKNOWN_TUNNEL', message: `no tunnel is named "${label}" on this relay` };
-        }
-        waitUntil = recovered + BUS_RECOVERY_WAIT_MS;
+        // Redis may have come back empty: a label is unknown until its holder node re-announces it.
+        // Recovering = lost and not yet reported back (commands can work before the subscription
+        // does), or back less than BUS_RECOVERY_WAIT_MS ago.
+        const { lostAtMs, recoveredAtMs } = ctx.busState;
+        const now = Date.now();
+        const recovering = lostAtMs > recoveredAtMs || (recoveredAtMs !== 0 && now - recoveredAtMs < BUS_RECOVERY_WAIT_MS);
+        if (!recovering) return { error: 'BURROW_ERR_UNKNOWN_TUNNEL', message: `no tunnel is named "${label}" on this relay` };
+        unknownUntil ??= Math.max(now, recoveredAtMs) + BUS_RECOVERY_WAIT_MS;
+        waitUntil = unknownUntil;
         break;
       }
     }

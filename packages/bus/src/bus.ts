@@ -41,6 +41,11 @@ export interface TunnelPolicy {
   readonly maxBodyBytes?: number;
   /** The tenant's requests per minute across its tunnels (429 beyond). */
   readonly requestsPerMinute?: number;
+  /**
+   * Set on a private share's lease (`share:<name>`): what a connecting agent must prove. The
+   * secret's digest (base64url SHA-256); an agent of `tenant` needs no secret.
+   */
+  readonly share?: { readonly secretSha256?: string };
 }
 
 export type Lookup =

@@ -70,6 +70,8 @@ export interface RegisteredPayload {
   readonly sessionId: string;
   /** tcp://<host>:<port>, when the agent asked for a TCP port. */
   readonly tcpUrl?: string;
+  /** The share's name, for a sharing agent (`label` is then `share:<name>` and `url` is empty). */
+  readonly share?: string;
 }
 
 /** Agent → relay: base64url claims JSON and a detached ed25519 signature over those bytes. */
@@ -142,5 +144,6 @@ export function decodeRegistered(payload: Buffer): RegisteredPayload {
     ...out,
     ...(typeof o.subdomainUrl === 'string' ? { subdomainUrl: o.subdomainUrl } : {}),
     ...(typeof o.tcpUrl === 'string' ? { tcpUrl: o.tcpUrl } : {}),
+    ...(typeof o.share === 'string' ? { share: o.share } : {}),
   };
 }

@@ -66,6 +66,8 @@ export const ERRORS = {
   BURROW_ERR_QUOTA_STREAMS: { wire: 120, status: 503, close: 1013, title: "Tenant's concurrent requests are at their quota" },
   BURROW_ERR_TCP_CONNECTION_LIMIT: { wire: 121, status: 503, close: 1013, title: 'Tunnel has its maximum number of TCP connections' },
   BURROW_ERR_TCP_IDLE: { wire: 122, status: 408, close: 1001, title: 'TCP connection idle for too long' },
+  BURROW_ERR_SHARE_DENIED: { wire: 123, status: 403, close: 1008, title: 'No proof of access to this private share' },
+  BURROW_ERR_TARGET_NOT_ALLOWED: { wire: 124, status: 403, close: 1008, title: "Target is not on the share's allow-list" },
   BURROW_ERR_SESSION_GONE: { wire: 130, status: 502, close: 1011, title: 'The tunnel session ended or moved before the request reached it' },
   BURROW_ERR_INTERNAL: { wire: 199, status: 500, close: 1011, title: 'Internal relay error' },
 } as const satisfies Record<string, ErrorSpec>;

@@ -50,6 +50,8 @@ const relayToAgent: ReadonlySet<number> = new Set<number>([
   FrameType.PONG,
   FrameType.GOAWAY,
   FrameType.OPEN,
+  // The relay's answer on a stream a connecting agent opened (burrow connect).
+  FrameType.RESPONSE,
   FrameType.DATA,
   FrameType.CREDIT,
   FrameType.END,
@@ -61,6 +63,8 @@ const agentToRelay: ReadonlySet<number> = new Set<number>([
   FrameType.PING,
   FrameType.PONG,
   FrameType.GOAWAY,
+  // Only a connecting agent (`connect` claim) opens streams; the relay refuses OPEN from any other.
+  FrameType.OPEN,
   FrameType.RESPONSE,
   FrameType.DATA,
   FrameType.CREDIT,

@@ -10,3 +10,4 @@ export * from './heads';
 export * from './keys';
 export * from './naming';
 export * from './registration';
+export * from './share';

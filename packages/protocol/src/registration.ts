@@ -10,6 +10,7 @@ import type { RegisterPayload } from './control';
 import { ED25519_PUBLIC_KEY_BYTES, publicKeyFromSeed, signDetached, verifyDetached } from './ed25519';
 import { BurrowError } from './errors';
 import { base64url, fromBase64url, labelFor, normalizeSubdomain, urlAuthority, validateSessionName } from './naming';
+import { isShareSecretDigest, normalizeShareName } from './share';
 
 /** Clock difference tolerated between agent and relay. */
 export const MAX_CLOCK_SKEW_MS = 30_000;
@@ -43,6 +44,17 @@ export interface RegistrationClaims {
   readonly token?: string;
   /** The agent wants a public TCP port for its label (`burrow tcp`). */
   readonly tcp?: true;
+  /** A private TCP share under this name (`burrow share tcp`); no public URL or port. */
+  readonly share?: ShareClaim;
+  /** The agent connects to shares (`burrow connect`): it opens streams and serves none. */
+  readonly connect?: true;
+}
+
+/** What a sharing agent registers: the share's name and the SHA-256 (base64url) of its secret. */
+export interface ShareClaim {
+  readonly name: string;
+  /** Without it, only agents of the share's tenant may connect (token mode). */
+  readonly secretSha256?: string;
 }
 
 export interface SignRegistrationInput {
@@ -57,6 +69,8 @@ export interface SignRegistrationInput {
   readonly access?: AccessRules;
   readonly token?: string;
   readonly tcp?: boolean;
+  readonly share?: ShareClaim;
+  readonly connect?: boolean;
 }
 
 export function signRegistration(input: SignRegistrationInput): RegisterPayload {
@@ -72,6 +86,8 @@ export function signRegistration(input: SignRegistrationInput): RegisterPayload 
     ...(input.access !== undefined ? { access: input.access } : {}),
     ...(input.token !== undefined ? { token: input.token } : {}),
     ...(input.tcp === true ? { tcp: true as const } : {}),
+    ...(input.share !== undefined ? { share: input.share } : {}),
+    ...(input.connect === true ? { connect: true as const } : {}),
   };
   const bytes = Buffer.from(JSON.stringify(claims), 'utf8');
   return { claims: base64url(bytes), sig: base64url(signDetached(bytes, input.secretKey)) };
@@ -100,6 +116,24 @@ export interface VerifiedRegistration {
   readonly token?: string;
   /** The agent asked for a public TCP port. */
   readonly tcp?: true;
+  /** A private share (name normalized). */
+  readonly share?: ShareClaim;
+  /** A connecting agent. */
+  readonly connect?: true;
+}
+
+/** A share claim as sent: an object with a valid name and optionally a digest, nothing else. */
+function validateShareClaim(value: unknown): ShareClaim {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'share must be an object');
+  const o = value as Record<string, unknown>;
+  const unknown = Object.keys(o).find((k) => k !== 'name' && k !== 'secretSha256');
+  if (unknown !== undefined) throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', `share has an unknown field "${unknown}"`);
+  if (typeof o.name !== 'string') throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'share.name must be a string');
+  if (o.secretSha256 !== undefined && !isShareSecretDigest(o.secretSha256)) {
+    throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'share.secretSha256 must be the base64url SHA-256 of the secret (43 characters)');
+  }
+  const name = normalizeShareName(o.name);
+  return { name, ...(o.secretSha256 !== undefined ? { secretSha256: o.secretSha256 as string } : {}) };
 }
 
 const b64 = (s: string): Buffer => fromBase64url(s);
@@ -115,7 +149,7 @@ export function verifyRegistration(payload: RegisterPayload, input: VerifyRegist
   } catch {
     throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'registration claims are not a JSON object');
   }
-  const { v, pub, nonce, iat, ttl, aud, session, subdomain, token, tcp } = claims;
+  const { v, pub, nonce, iat, ttl, aud, session, subdomain, token, tcp, connect } = claims;
   if (v !== PROTOCOL_VERSION)
     throw new BurrowError('BURROW_ERR_UNSUPPORTED_VERSION', `registration for protocol ${String(v)}, relay speaks ${PROTOCOL_VERSION}`);
   if (typeof pub !== 'string' || typeof nonce !== 'string' || typeof aud !== 'string') {
@@ -127,6 +161,17 @@ export function verifyRegistration(payload: RegisterPayload, input: VerifyRegist
   if (session !== undefined && typeof session !== 'string') throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'session must be a string');
   if (subdomain !== undefined && typeof subdomain !== 'string') throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'subdomain must be a string');
   if (tcp !== undefined && tcp !== true) throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'tcp must be true when present');
+  if (connect !== undefined && connect !== true) throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'connect must be true when present');
+  const share = claims.share === undefined ? undefined : validateShareClaim(claims.share);
+  // A share or a connector serves no public URL: nothing that shapes one goes with it.
+  for (const [role, on] of [
+    ['share', share !== undefined],
+    ['connect', connect === true],
+  ] as const) {
+    if (!on) continue;
+    const clash = (['tcp', 'subdomain', 'access', role === 'share' ? 'connect' : 'share'] as const).find((k) => claims[k] !== undefined);
+    if (clash !== undefined) throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', `${role} cannot be combined with ${clash}`);
+  }
   const tenantToken = token === undefined ? undefined : validateTenantToken(token);
   const access = claims.access === undefined ? undefined : validateAccessRules(claims.access);
   const publicKey = b64(pub);
@@ -157,5 +202,7 @@ export function verifyRegistration(payload: RegisterPayload, input: VerifyRegist
     ...(access !== undefined ? { access } : {}),
     ...(tenantToken !== undefined ? { token: tenantToken } : {}),
     ...(tcp === true ? { tcp: true as const } : {}),
+    ...(share !== undefined ? { share } : {}),
+    ...(connect === true ? { connect: true as const } : {}),
   };
 }

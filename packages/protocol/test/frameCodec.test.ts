@@ -164,8 +164,8 @@ const DIRECTIONS: ReadonlyArray<readonly [keyof typeof FrameType, boolean, boole
   ['PING', true, true],
   ['PONG', true, true],
   ['GOAWAY', true, true],
-  ['OPEN', true, false],
-  ['RESPONSE', false, true],
+  ['OPEN', true, true],
+  ['RESPONSE', true, true],
   ['DATA', true, true],
   ['CREDIT', true, true],
   ['END', true, true],
@@ -182,9 +182,9 @@ describe('header validation', () => {
     expect(codeOf(() => decodeFrames(frame, 'agentToRelay', () => {}))).toBe(fromAgent ? undefined : 'BURROW_ERR_PROTOCOL');
   });
 
-  test('REGISTER from the relay side and OPEN from the agent side are rejected', () => {
+  test('REGISTER from the relay side and HELLO from the agent side are rejected', () => {
     expect(codeOf(() => decodeFrames(encodeFrame(FrameType.REGISTER, 0, 0, Buffer.from('{}')), 'relayToAgent', () => {}))).toBe('BURROW_ERR_PROTOCOL');
-    expect(codeOf(() => decodeFrames(encodeFrame(FrameType.OPEN, 0, 1), 'agentToRelay', () => {}))).toBe('BURROW_ERR_PROTOCOL');
+    expect(codeOf(() => decodeFrames(encodeFrame(FrameType.HELLO, 0, 0, Buffer.from('{}')), 'agentToRelay', () => {}))).toBe('BURROW_ERR_PROTOCOL');
   });
 
   test('unknown frame types are rejected in both directions', () => {
@@ -341,14 +341,14 @@ describe('FrameDecoder', () => {
   test('a bad header after good frames: good frames are delivered, then it throws', () => {
     const d = new FrameDecoder('agentToRelay');
     const seen: number[] = [];
-    const chunk = Buffer.concat([encodeFrame(FrameType.PONG, 0, 0), rawHeader(FrameType.OPEN, 0, 1, 0)]);
+    const chunk = Buffer.concat([encodeFrame(FrameType.PONG, 0, 0), rawHeader(FrameType.HELLO, 0, 0, 0)]);
     expect(codeOf(() => d.push(chunk, (f) => seen.push(f.type)))).toBe('BURROW_ERR_PROTOCOL');
     expect(seen).toStrictEqual([FrameType.PONG]);
   });
 
   test.each([
     ['REGISTER from the relay', 'relayToAgent', rawHeader(FrameType.REGISTER, 0, 0, 0)],
-    ['OPEN from an agent', 'agentToRelay', rawHeader(FrameType.OPEN, 0, 1, 0)],
+    ['HELLO from an agent', 'agentToRelay', rawHeader(FrameType.HELLO, 0, 0, 0)],
     ['unknown type', 'agentToRelay', rawHeader(0x42, 0, 0, 0)],
     ['FIN on END', 'agentToRelay', rawHeader(FrameType.END, FLAG_FIN, 1, 0)],
     ['DATA on stream 0', 'agentToRelay', rawHeader(FrameType.DATA, 0, 0, 0)],
