@@ -4,10 +4,9 @@ import { randomBytes } from 'node:crypto';
 import { shareSecretDigest } from '@burrow/protocol';
 import { Agent } from './agent';
 import { parseAgentArgs, USAGE, UsageError } from './cli';
-import { Connector } from './connector';
+import type { Connector } from './connector';
 import { defaultKeyPath, KeyFileError, loadOrCreateKey } from './keyStore';
 import { attachConnectOutput, attachHumanOutput, attachJsonOutput, attachShareOutput } from './output';
-import { runStart } from './supervisor';
 import { AGENT_VERSION } from './version';
 
 /**
@@ -55,6 +54,8 @@ function main(): void {
       process.exitCode = code;
       setImmediate(() => process.exit(code)); // after the batched lines are written
     };
+    // Loaded only here: the config file parser (yaml) costs start-up time every other command would pay.
+    const { runStart } = require('./supervisor') as typeof import('./supervisor');
     const supervisor = runStart(command, { env: process.env, out, log: (line) => process.stderr.write(line), color: process.stdout.isTTY === true, exit });
     const stop = (): void => void supervisor?.stop();
     process.on('SIGINT', stop);
@@ -92,7 +93,8 @@ function main(): void {
       });
       attachShareOutput(worker, { command, secret: generated ? secret : undefined }, out, color);
     } else {
-      worker = new Connector({
+      const { Connector: ConnectorClass } = require('./connector') as typeof import('./connector');
+      worker = new ConnectorClass({
         relay: command.relay,
         keyPair: key.keyPair,
         share: command.share,
