@@ -376,6 +376,31 @@ describe('ports', () => {
 });
 
 describe('limits', () => {
+  test('--allow-cidr on a TCP tunnel: a visitor outside gets a clean close and a relay log line; credentials are refused at registration', async () => {
+    let reached = 0;
+    const localPort = await startTcpServer((socket) => {
+      reached++;
+      socket.pipe(socket);
+    });
+    const range = await freeRange(2);
+    const relay = await loggedRelay({ tcpPorts: range });
+    const outside = await startTunnel(relay.url, localPort, { tcp: true, access: { allowCidrs: ['10.0.0.0/8'] } });
+    const inside = await startTunnel(relay.url, localPort, { tcp: true, access: { allowCidrs: ['127.0.0.0/8'] } });
+    const portOf = (url: string | undefined): number => Number(new URL(String(url)).port);
+    const refused = await readAll(await dial(portOf(outside.tcpUrl)));
+    expect(refused).toEqual({ data: Buffer.alloc(0), ended: 'end' });
+    await waitFor(() => relay.lines.some((l) => l.code === 'BURROW_ERR_VISITOR_FORBIDDEN'), 2000, 'relay log line');
+    expect(reached).toBe(0);
+    const s = await dial(portOf(inside.tcpUrl));
+    const reply = readAll(s);
+    s.end('in');
+    expect((await reply).data.toString()).toBe('in');
+    expect(reached).toBe(1);
+    await expect(
+      startTunnel(relay.url, localPort, { tcp: true, access: { basicAuth: [{ user: 'u', sha256: 'A'.repeat(43) }] }, timeoutMs: 2000 }),
+    ).rejects.toMatchObject({ code: 'BURROW_ERR_BAD_REGISTRATION' });
+  });
+
   test('--tcp-max-connections: the extra client gets a clean close and the relay a log line; a freed slot is usable again', async () => {
     const localPort = await startTcpServer((socket) => socket.pipe(socket));
     const range = await freeRange(1);

@@ -77,7 +77,7 @@ export class UsageError extends Error {
 
 export const USAGE = `Usage: burrow http <port | host:port | url> [options]
        burrow start --config <file> [--json]
-       burrow tcp <port | host:port> [--relay, --session, --key, --token, --json, --dead-after-ms]
+       burrow tcp <port | host:port> [--relay, --session, --key, --token, --allow-cidr, --json, --dead-after-ms]
        burrow share tcp <port | host:port> --name <name> [--allow <host:port>[,...]] [--secret <s>]
        burrow connect <name> --listen <host:port> [--secret <s>] [--target <host:port>]
 
@@ -220,7 +220,10 @@ export function parseAgentArgs(argv: readonly string[], env: Readonly<Record<str
   const keyFile = values.get('--key');
   const access = accessFlags(lists);
   if (command === 'tcp') {
-    const httpOnly = ['--subdomain', '--host-header', '--insecure', ...ACCESS_FLAGS].find((f) => values.has(f) || lists.has(f) || bools.has(f));
+    // Raw TCP has no headers: visitors can be limited by address only.
+    const httpOnly = ['--subdomain', '--host-header', '--insecure', ...ACCESS_FLAGS.filter((f) => f !== '--allow-cidr')].find(
+      (f) => values.has(f) || lists.has(f) || bools.has(f),
+    );
     if (httpOnly !== undefined) throw new UsageError(`${httpOnly} is an option of burrow http; a TCP tunnel carries raw bytes on its own port`);
   }
   const token = values.get('--token') ?? (env.BURROW_TOKEN !== '' ? env.BURROW_TOKEN : undefined);

@@ -26,7 +26,11 @@ describe('burrow tcp', () => {
     expect(parseAgentArgs(['tcp', 'db.internal:6379'], {})).toMatchObject({ kind: 'tcp', target: { hostname: 'db.internal', port: 6379 } });
   });
 
-  test.each([['--subdomain', 'x'], ['--host-header', 'rewrite'], ['--insecure'], ['--basic-auth', 'a:b'], ['--allow-cidr', '10.0.0.0/8']])(
+  test('--allow-cidr is accepted: raw TCP visitors can be limited by address', () => {
+    expect(parseAgentArgs(['tcp', '5432', '--allow-cidr', '10.0.0.0/8'], {})).toMatchObject({ kind: 'tcp', access: { allowCidrs: ['10.0.0.0/8'] } });
+  });
+
+  test.each([['--subdomain', 'x'], ['--host-header', 'rewrite'], ['--insecure'], ['--basic-auth', 'a:b'], ['--bearer-token', 't']])(
     'the HTTP-only option %s is refused',
     (...flag) => {
       expect(usageError(['tcp', '5432', ...flag])).toMatch(/is an option of burrow http/);

@@ -13,6 +13,7 @@ import type { MuxStream } from '@burrow/mux';
 import { BurrowError, type ErrorCode, encodeRequestHead, FrameType, type Reason, StreamKind } from '@burrow/protocol';
 import type { RelayContext } from './relayContext';
 import { resolveLocal, resolveRemote } from './resolveTunnel';
+import { checkVisitor } from './visitorAccess';
 
 /** How long a port → label answer from the registry is reused. */
 const PORT_CACHE_MS = 1000;
@@ -154,6 +155,15 @@ export class TcpIngress {
     if (this.closed) {
       this.refuse(socket, port, 'BURROW_ERR_RELAY_SHUTTING_DOWN', 'relay is shutting down', label);
       return;
+    }
+    // The agent's --allow-cidr: checked here, before anything reaches it (address only: no headers on raw TCP).
+    const access = holder.policy?.access;
+    if (access !== undefined) {
+      const d = checkVisitor(access, { address: socket.remoteAddress ?? '', headers: {} });
+      if (!d.ok) {
+        this.refuse(socket, port, d.code, d.message, label);
+        return;
+      }
     }
     const head = encodeRequestHead({ kind: StreamKind.TCP, method: '', target: clientOf(socket), headers: [] });
     const stream = this.ctx.ingress.open(holder);

@@ -174,6 +174,9 @@ export function verifyRegistration(payload: RegisterPayload, input: VerifyRegist
   }
   const tenantToken = token === undefined ? undefined : validateTenantToken(token);
   const access = claims.access === undefined ? undefined : validateAccessRules(claims.access);
+  if (tcp === true && access !== undefined && (access.basicAuth !== undefined || access.headers !== undefined)) {
+    throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'a TCP tunnel can limit visitors by address only (allowCidrs): credentials need HTTP');
+  }
   const publicKey = b64(pub);
   if (publicKey.length !== ED25519_PUBLIC_KEY_BYTES) throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'public key must be 32 bytes');
   if (!verifyDetached(bytes, sig, publicKey)) {
