@@ -304,6 +304,45 @@ describe('relays on a standalone Redis', () => {
   });
 });
 
+describe('Redis restarted during continuous traffic', () => {
+  test('requests keep flowing through both nodes while Redis is killed and restarted: the holder answers every one, the other node only 200 or a fast 503, none hangs (bounds: 2 s per request, back within 5 s)', async () => {
+    const own = await startRedis();
+    cleanups.push(() => own.stop());
+    const { port: appPort } = await startApp((_req, res) => res.end('up'));
+    const a = await redisNode({ url: own.url });
+    const b = await redisNode({ url: own.url });
+    const tunnel = await startTunnel(a.url, appPort, { reconnectInitialMs: 50, reconnectMaxMs: 200 });
+    const seen = { a: new Map<string, number>(), b: new Map<string, number>() };
+    let slowest = 0;
+    let running = true;
+    const loop = async (node: { port: number }, into: Map<string, number>): Promise<void> => {
+      while (running) {
+        const started = Date.now();
+        const r = await request(node.port, hostOn(tunnel.label, node.port));
+        slowest = Math.max(slowest, Date.now() - started);
+        const key = r.status === 200 ? '200' : `${r.status} ${String(r.headers['x-burrow-error'])}`;
+        into.set(key, (into.get(key) ?? 0) + 1);
+      }
+    };
+    const loops = [loop(a, seen.a), loop(b, seen.b), loop(b, seen.b)];
+    await waitFor(() => (seen.b.get('200') ?? 0) > 20, 3000, 'traffic flowing');
+    await own.kill();
+    await waitFor(() => [...seen.b.keys()].some((k) => k.startsWith('503')), 3000, 'the other node noticing');
+    const beforeRestart = seen.b.get('200') ?? 0;
+    await own.restart();
+    const restartedAt = Date.now();
+    await waitFor(() => (seen.b.get('200') ?? 0) > beforeRestart + 20, 5000, 'cross-node traffic back');
+    const backAfter = Date.now() - restartedAt;
+    running = false;
+    await Promise.all(loops);
+    // The holding node never failed a request; the other node gave 200s and fast 503s only.
+    expect([...seen.a.keys()]).toEqual(['200']);
+    for (const k of seen.b.keys()) expect(['200', '503 BURROW_ERR_BUS_UNAVAILABLE']).toContain(k);
+    expect(slowest).toBeLessThan(2000);
+    expect(backAfter).toBeLessThan(5000);
+  });
+});
+
 describe('relays on a Redis Cluster (sharded pub/sub)', () => {
   let cluster: RedisCluster;
   beforeAll(async () => {
