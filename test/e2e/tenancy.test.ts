@@ -351,7 +351,10 @@ describe('admin API over the fleet (Redis)', () => {
           | { tunnels?: Array<{ label: string; node: string }> }
           | Array<{ label: string; node: string }>;
         const items = Array.isArray(list) ? list : (list.tunnels ?? []);
-        return items.some((t) => t.label === onA.label && t.node === `aa-${suffix}`) && items.some((t) => t.label === onB.label && t.node === `ab-${suffix}`);
+        return (
+          items.some((t) => t.label === onA.label && t.node === `aa-${suffix}` && (t as { kind?: string }).kind === 'http') &&
+          items.some((t) => t.label === onB.label && t.node === `ab-${suffix}`)
+        );
       },
       4000,
       'both tunnels listed',

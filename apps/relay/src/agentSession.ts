@@ -90,6 +90,13 @@ export class AgentSession {
   /** A sharing agent (`burrow share tcp`): its share's name. */
   shareName: string | undefined;
 
+  /** What this session serves, for listings. */
+  get kind(): 'http' | 'tcp' | 'share' | 'connect' {
+    if (this.connector !== undefined) return 'connect';
+    if (this.shareName !== undefined) return 'share';
+    return this.tcpPort !== undefined ? 'tcp' : 'http';
+  }
+
   constructor(
     private readonly ctx: RelayContext,
     private readonly ws: WebSocket,

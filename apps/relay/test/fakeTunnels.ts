@@ -16,6 +16,7 @@ export class FakeTunnels implements LiveTunnels {
 }
 
 export const tunnel = (label: string, tenant?: string): LiveTunnel => ({
+  kind: 'http',
   label,
   names: [],
   ...(tenant !== undefined ? { tenant } : {}),

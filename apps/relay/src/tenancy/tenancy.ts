@@ -34,6 +34,8 @@ export interface TenantSession {
   readonly bytesIn: number;
   readonly bytesOut: number;
   readonly isActive: boolean;
+  readonly kind: LiveTunnel['kind'];
+  readonly tcpPort: number | undefined;
   close(code: 'BURROW_ERR_TOKEN_REVOKED' | 'BURROW_ERR_ADMIN_DISCONNECT', message: string): void;
 }
 
@@ -147,7 +149,9 @@ export class Tenancy implements LiveTunnels {
       const t = s as unknown as TenantSession;
       if (!t.isActive) continue;
       out.push({
+        kind: t.kind,
         label: t.labels[0] ?? '',
+        ...(t.tcpPort !== undefined ? { tcpPort: t.tcpPort } : {}),
         names: t.labels.slice(1),
         ...(t.tenant !== undefined ? { tenant: t.tenant.id } : {}),
         node: this.bus.nodeId,

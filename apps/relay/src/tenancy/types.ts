@@ -77,7 +77,12 @@ export interface TenantStore {
 
 /** A live tunnel as the admin API lists it. */
 export interface LiveTunnel {
+  /** http (and WebSocket), tcp (a public port), share (a private TCP share), connect (a share's client). */
+  readonly kind: 'http' | 'tcp' | 'share' | 'connect';
+  /** The registry label: key label, `share:<name>` for a share, empty for a connector. */
   readonly label: string;
+  /** A tcp tunnel's public port. */
+  readonly tcpPort?: number;
   /** Further labels of the same session (its friendly name). */
   readonly names: readonly string[];
   readonly tenant?: string;
