@@ -186,6 +186,16 @@ describe('burrow-relay (relay CLI)', () => {
     relay.child.kill('SIGTERM');
     expect(await relay.exit).toBe(0);
   });
+
+  test('a Redis that does not answer at start: a clear message and exit 1 (bound: 8 s)', async () => {
+    const deadPort = await freePort();
+    const started = Date.now();
+    const relay = run(RELAY_BIN, ['--host', '127.0.0.1', '--port', '0', '--redis', `redis://127.0.0.1:${deadPort}`, '--admin-listen', 'off']);
+    expect(await relay.exit).toBe(1);
+    expect(relay.stderr()).toMatch(/^burrow-relay: cannot reach Redis at redis:\/\/127\.0\.0\.1:\d+.*ECONNREFUSED/m);
+    expect(relay.stderr()).not.toMatch(/\n\s+at /); // a message, not a stack trace
+    expect(Date.now() - started).toBeLessThan(8000);
+  }, 15_000);
 });
 
 describe('burrow --key', () => {

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { BurrowError } from '@burrow/protocol';
 /**
  * burrow-relay entry point: reads argv and BURROW_* env once, listens, handles signals.
  * Bad configuration: a clear message and exit code 2.
@@ -43,6 +44,11 @@ async function main(): Promise<void> {
     if (err instanceof DataDirError) {
       process.stderr.write(`burrow-relay: ${err.message}\n`);
       process.exit(2);
+    }
+    if (err instanceof BurrowError && err.code === 'BURROW_ERR_BUS_UNAVAILABLE') {
+      // Redis must answer at start (later outages are survived); a supervisor restarts us.
+      process.stderr.write(`burrow-relay: ${err.message}\n`);
+      process.exit(1);
     }
     throw err;
   }
