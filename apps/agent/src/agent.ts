@@ -20,6 +20,7 @@ import {
   encodeReason,
   type Frame,
   FrameType,
+  hostPort,
   type KeyPair,
   labelFor,
   type RequestHead,
@@ -125,8 +126,8 @@ export interface AgentEvents {
 }
 
 /** host:port of a TCP target (IPv6 in brackets). */
-export function hostPort(t: LocalTarget): string {
-  return `${t.hostname.includes(':') ? `[${t.hostname}]` : t.hostname}:${t.port}`;
+export function targetHostPort(t: LocalTarget): string {
+  return hostPort(t.hostname, t.port);
 }
 
 function sameTarget(a: LocalTarget, b: LocalTarget): boolean {
@@ -409,7 +410,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       }
       const match = wanted === undefined ? undefined : allowed.find((t) => sameTarget(t, wanted as LocalTarget));
       if (match === undefined) {
-        const detail = `target ${asked} is not shared by "${share.name}"; allowed: ${allowed.map(hostPort).join(', ')}`;
+        const detail = `target ${asked} is not shared by "${share.name}"; allowed: ${allowed.map(targetHostPort).join(', ')}`;
         stream.reset('BURROW_ERR_TARGET_NOT_ALLOWED', detail);
         this.emit('connection', { client: head.target, durationMs: 0, bytesIn: 0, bytesOut: 0, error: 'BURROW_ERR_TARGET_NOT_ALLOWED', detail });
         return;

@@ -8,8 +8,8 @@
  */
 import { EventEmitter } from 'node:events';
 import net, { type Server, type Socket } from 'node:net';
-import type { MuxStream } from '@burrow/mux';
-import { type BurrowError, type ErrorCode, encodeConnectRequest, FrameType, type KeyPair, type Reason } from '@burrow/protocol';
+import { bridge, closeGently, type MuxStream } from '@burrow/mux';
+import { type BurrowError, type ErrorCode, encodeConnectRequest, FrameType, hostPort, type KeyPair } from '@burrow/protocol';
 import { Agent, type AgentEvents } from './agent';
 import { parseTcpTarget } from './localTarget';
 
@@ -38,23 +38,11 @@ export class ListenError extends Error {
   readonly code = 'BURROW_ERR_LISTEN';
 }
 
-/** A socket closed with FIN is destroyed after this long if the client never closes its side. */
-const LINGER_MS = 2000;
 /** Resets after which the local client gets a RST rather than a FIN: the stream broke mid-way. */
 const DESTROY: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['BURROW_ERR_LOCAL_ERROR', 'BURROW_ERR_PROTOCOL', 'BURROW_ERR_FLOW_CONTROL']);
 
 function clientOf(socket: Socket): string {
-  const ip = socket.remoteAddress ?? '';
-  return `${ip.includes(':') ? `[${ip}]` : ip}:${socket.remotePort ?? 0}`;
-}
-
-function closeCleanly(socket: Socket): void {
-  if (socket.destroyed) return;
-  socket.setTimeout(0);
-  socket.on('data', () => {});
-  socket.resume();
-  socket.end();
-  setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  return hostPort(socket.remoteAddress ?? '', socket.remotePort ?? 0);
 }
 
 export class Connector extends EventEmitter<ConnectorEvents> {
@@ -68,7 +56,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     this.agent = new Agent({
       relay: options.relay,
       // Not dialled: a connecting agent serves no streams. Shown as where it listens.
-      target: parseTcpTarget(`${options.listen.host.includes(':') ? `[${options.listen.host}]` : options.listen.host}:${options.listen.port || 1}`),
+      target: parseTcpTarget(hostPort(options.listen.host, options.listen.port || 1)),
       keyPair: options.keyPair,
       connect: true,
       ...(options.token !== undefined ? { token: options.token } : {}),
@@ -115,7 +103,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     if (stream === undefined) {
       const detail = 'not connected to the relay right now; try again in a moment';
       this.emit('connection', { client, durationMs: 0, bytesIn: 0, bytesOut: 0, error: 'BURROW_ERR_AGENT_DISCONNECTED', detail });
-      closeCleanly(socket);
+      closeGently(socket);
       return;
     }
     const { share, secret, target } = this.options;
@@ -130,63 +118,20 @@ export class Connector extends EventEmitter<ConnectorEvents> {
   /** Socket ↔ stream, both ways, with backpressure and half-close (as the relay's public TCP ingress does). */
   private pipe(client: string, socket: Socket, stream: MuxStream): void {
     const started = performance.now();
-    let owed = 0;
-    let clientEnded = false;
-    let done = false;
-    const finish = (reason: Reason | undefined): void => {
-      if (done) return;
-      done = true;
-      this.emit('connection', {
-        client,
-        durationMs: performance.now() - started,
-        bytesIn: socket.bytesRead,
-        bytesOut: socket.bytesWritten,
-        ...(reason !== undefined ? { error: reason.code, detail: reason.message } : {}),
-      });
-    };
-    stream.handler = {
-      onData(chunk) {
-        if (socket.write(chunk)) stream.consumed(chunk.length);
-        else owed += chunk.length;
+    bridge(socket, stream, {
+      failureCode: 'BURROW_ERR_CANCELLED',
+      closeGentlyOn: (code) => !DESTROY.has(code),
+      closedMessage: (endedFirst) => (endedFirst ? 'the local client closed before the share finished' : 'the local client went away'),
+      onDone: (reason) => {
+        this.emit('connection', {
+          client,
+          durationMs: performance.now() - started,
+          bytesIn: socket.bytesRead,
+          bytesOut: socket.bytesWritten,
+          ...(reason !== undefined ? { error: reason.code, detail: reason.message } : {}),
+        });
       },
-      onEnd() {
-        socket.end();
-        if (clientEnded) finish(undefined);
-      },
-      onReset(reason) {
-        finish(reason);
-        if (DESTROY.has(reason.code)) socket.destroy();
-        else closeCleanly(socket);
-      },
-      onDrain() {
-        socket.resume();
-      },
-    };
-    socket.on('drain', () => {
-      if (owed > 0) {
-        const n = owed;
-        owed = 0;
-        stream.consumed(n);
-      }
     });
-    socket.on('data', (chunk: Buffer) => {
-      if (!stream.write(chunk)) socket.pause();
-    });
-    socket.on('end', () => {
-      clientEnded = true;
-      stream.end();
-      if (stream.isRemoteEnded) finish(undefined);
-    });
-    socket.on('close', () => {
-      if (!stream.isClosed && !(clientEnded && stream.isRemoteEnded)) {
-        const message = clientEnded ? 'the local client closed before the share finished' : 'the local client went away';
-        stream.reset('BURROW_ERR_CANCELLED', message);
-        finish({ code: 'BURROW_ERR_CANCELLED', message });
-        return;
-      }
-      finish(undefined);
-    });
-    socket.resume();
   }
 
   private closeListener(): void {

@@ -7,7 +7,7 @@ import http, { type ClientRequest, type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
 import { bridge, type MuxStream } from '@burrow/mux';
-import { encodeResponseHead, FrameType, type RequestHead, StreamKind } from '@burrow/protocol';
+import { encodeResponseHead, FrameType, hostPort, type RequestHead, StreamKind } from '@burrow/protocol';
 import type { LocalTarget } from './localTarget';
 import { filterResponseHeaders } from './responseHeaders';
 
@@ -35,10 +35,7 @@ function rewriteHost(headers: readonly string[], ctx: LocalForwardContext): read
   // The common case costs nothing per request: the decoded list is ours to hand on.
   if (ctx.hostHeader === 'preserve') return headers;
   const out = headers.slice();
-  const value =
-    ctx.hostHeader === 'rewrite'
-      ? `${ctx.target.hostname.includes(':') ? `[${ctx.target.hostname}]` : ctx.target.hostname}:${ctx.target.port}`
-      : ctx.hostHeader;
+  const value = ctx.hostHeader === 'rewrite' ? hostPort(ctx.target.hostname, ctx.target.port) : ctx.hostHeader;
   for (let i = 0; i < out.length; i += 2) {
     if ((out[i] as string).toLowerCase() === 'host') out[i + 1] = value;
   }

@@ -2,7 +2,8 @@
  * What the CLI prints: a human view (URL, then a line per request, reconnect notices) or one
  * JSON object per line with --json.
  */
-import { type Agent, hostPort } from './agent';
+import { hostPort } from '@burrow/protocol';
+import { type Agent, targetHostPort } from './agent';
 import type { ConnectCommand, ShareCommand } from './cli';
 import type { Connector } from './connector';
 import type { LocalTarget } from './localTarget';
@@ -112,7 +113,7 @@ export function attachShareOutput(
 ): void {
   const { command } = info;
   const c = (code: string, s: string): string => (color ? `\x1b[${code}m${s}\x1b[0m` : s);
-  const targets = [command.target, ...command.allow].map(hostPort);
+  const targets = [command.target, ...command.allow].map(targetHostPort);
   const connectWith = connectCommandFor(command, info.secret);
   agent.on('online', (e) => {
     if (command.json) {
@@ -139,7 +140,7 @@ export function attachConnectOutput(connector: Connector, command: ConnectComman
   const c = (code: string, s: string): string => (color ? `\x1b[${code}m${s}\x1b[0m` : s);
   connector.on('online', (e) => {
     const a = connector.address();
-    const listen = a === undefined ? `${command.listen.host}:${command.listen.port}` : `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
+    const listen = a === undefined ? `${command.listen.host}:${command.listen.port}` : hostPort(a.host, a.port);
     if (command.json) {
       write(
         `${JSON.stringify({ event: e.reconnected ? 'reconnected' : 'online', share: command.share, listen, ...(command.target !== undefined ? { target: command.target } : {}) })}\n`,

@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Bus, BusMessage } from '@burrow/bus';
-import { type ErrorCode, encodeReason, FrameType, PROTOCOL_VERSION, urlAuthority } from '@burrow/protocol';
+import { type ErrorCode, encodeReason, FrameType, hostPort, PROTOCOL_VERSION, urlAuthority } from '@burrow/protocol';
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { AccessLog } from './accessLog';
@@ -296,7 +296,7 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
 
   app.get(AGENT_CONNECT_PATH, { websocket: true }, (socket, req) => {
     const ip = req.socket.remoteAddress ?? '';
-    const peer = `${ip.includes(':') ? `[${ip}]` : ip}:${req.socket.remotePort ?? 0}`;
+    const peer = hostPort(ip, req.socket.remotePort ?? 0);
     const session = new AgentSession(ctx, socket, ip, peer, agentAudiences());
     sessions.add(session);
     session.start();

@@ -9,17 +9,14 @@
  */
 import net, { type Server, type Socket } from 'node:net';
 import type { Holder } from '@burrow/bus';
-import type { MuxStream } from '@burrow/mux';
-import { BurrowError, type ErrorCode, encodeRequestHead, FrameType, type Reason, StreamKind } from '@burrow/protocol';
+import { bridge, closeGently, type MuxStream } from '@burrow/mux';
+import { BurrowError, type ErrorCode, encodeRequestHead, FrameType, hostPort, StreamKind } from '@burrow/protocol';
 import type { RelayContext } from './relayContext';
 import { resolveLocal, resolveRemote } from './resolveTunnel';
 import { checkVisitor } from './visitorAccess';
 
 /** How long a port → label answer from the registry is reused. */
 const PORT_CACHE_MS = 1000;
-/** A socket closed with FIN is destroyed after this long if the client never closes its side. */
-const LINGER_MS = 2000;
-
 /** Stream resets that mean "refused" or "timed out": the client gets a FIN, not a RST. */
 const CLEAN_CLOSE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'BURROW_ERR_TCP_CONNECTION_LIMIT',
@@ -33,20 +30,9 @@ const CLEAN_CLOSE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'BURROW_ERR_BAD_REQUEST',
 ]);
 
-/** The client's address as host:port (IPv6 in brackets). */
+/** The client's address as host:port. */
 function clientOf(socket: Socket): string {
-  const ip = socket.remoteAddress ?? '';
-  return `${ip.includes(':') ? `[${ip}]` : ip}:${socket.remotePort ?? 0}`;
-}
-
-/** Ends our side with a FIN, discards whatever the client still sends, and lets go after a while. */
-function closeCleanly(socket: Socket): void {
-  if (socket.destroyed) return;
-  socket.setTimeout(0);
-  socket.on('data', () => {});
-  socket.resume();
-  socket.end();
-  setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  return hostPort(socket.remoteAddress ?? '', socket.remotePort ?? 0);
 }
 
 export class TcpIngress {
@@ -108,7 +94,7 @@ export class TcpIngress {
 
   private refuse(socket: Socket, port: number, code: ErrorCode, message: string, label?: string): void {
     this.ctx.log.info({ port, client: clientOf(socket), code, ...(label !== undefined ? { label } : {}) }, `tcp connection refused: ${message}`);
-    closeCleanly(socket);
+    closeGently(socket);
   }
 
   private async labelOf(port: number): Promise<string | undefined> {
@@ -171,78 +157,28 @@ export class TcpIngress {
     stream.sendHead(FrameType.OPEN, head, false);
   }
 
-  /** Socket ↔ stream, both ways, with backpressure and half-close. */
+  /** Socket ↔ stream, both ways, with backpressure and half-close; an idle timeout cuts both. */
   private pipe(port: number, label: string, socket: Socket, stream: MuxStream): void {
     const { ctx } = this;
     const started = Date.now();
     const client = clientOf(socket);
-    let owed = 0;
-    let clientEnded = false;
     let connected = false;
-    let done = false;
-    const finish = (reason: Reason | undefined): void => {
-      if (done) return;
-      done = true;
-      const fields = { port, label, client, ms: Date.now() - started, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten };
-      if (reason === undefined) ctx.log.debug(fields, 'tcp connection closed');
-      else if (!connected && reason.code !== 'BURROW_ERR_CANCELLED')
-        ctx.log.info({ ...fields, code: reason.code }, `tcp connection refused: ${reason.message}`);
-      else ctx.log.info({ ...fields, code: reason.code }, `tcp connection closed: ${reason.message}`);
-    };
-    stream.handler = {
-      onHead() {
+    const bridged = bridge(socket, stream, {
+      failureCode: 'BURROW_ERR_CANCELLED',
+      onHead: () => {
         connected = true;
       },
-      onData(chunk) {
-        if (socket.write(chunk)) stream.consumed(chunk.length);
-        else owed += chunk.length;
+      closeGentlyOn: (code) => CLEAN_CLOSE.has(code),
+      closedMessage: (endedFirst) => (endedFirst ? 'the TCP client closed before the agent finished' : 'the TCP client went away'),
+      onDone: (reason) => {
+        const fields = { port, label, client, ms: Date.now() - started, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten };
+        if (reason === undefined) ctx.log.debug(fields, 'tcp connection closed');
+        else if (!connected && reason.code !== 'BURROW_ERR_CANCELLED')
+          ctx.log.info({ ...fields, code: reason.code }, `tcp connection refused: ${reason.message}`);
+        else ctx.log.info({ ...fields, code: reason.code }, `tcp connection closed: ${reason.message}`);
       },
-      onEnd() {
-        socket.end();
-        if (clientEnded) finish(undefined);
-      },
-      onReset(reason) {
-        finish(reason);
-        if (CLEAN_CLOSE.has(reason.code)) closeCleanly(socket);
-        else socket.destroy();
-      },
-      onDrain() {
-        socket.resume();
-      },
-    };
-    socket.on('drain', () => {
-      if (owed > 0) {
-        const n = owed;
-        owed = 0;
-        stream.consumed(n);
-      }
-    });
-    socket.on('data', (chunk: Buffer) => {
-      if (!stream.write(chunk)) socket.pause();
-    });
-    socket.on('end', () => {
-      clientEnded = true;
-      stream.end();
-      if (stream.isRemoteEnded) finish(undefined);
-    });
-    socket.on('close', () => {
-      if (!stream.isClosed && !(clientEnded && stream.isRemoteEnded)) {
-        const message = clientEnded ? 'the TCP client closed before the agent finished' : 'the TCP client went away';
-        stream.reset('BURROW_ERR_CANCELLED', message);
-        finish({ code: 'BURROW_ERR_CANCELLED', message });
-        return;
-      }
-      finish(undefined);
     });
     const idleMs = ctx.config.tcpIdleTimeoutMs;
-    if (idleMs > 0) {
-      socket.setTimeout(idleMs, () => {
-        const message = `no byte either way for ${idleMs} ms (--tcp-idle-timeout-ms)`;
-        stream.reset('BURROW_ERR_TCP_IDLE', message);
-        finish({ code: 'BURROW_ERR_TCP_IDLE', message });
-        closeCleanly(socket);
-      });
-    }
-    socket.resume();
+    if (idleMs > 0) socket.setTimeout(idleMs, () => bridged.cut('BURROW_ERR_TCP_IDLE', `no byte either way for ${idleMs} ms (--tcp-idle-timeout-ms)`));
   }
 }

@@ -18,6 +18,25 @@ export interface ByteDuplex {
   on(event: 'close', listener: (hadError: boolean) => void): unknown;
   on(event: 'error', listener: (err: Error) => void): unknown;
   readonly writableEnded?: boolean;
+  readonly destroyed?: boolean;
+  /** Sockets: an idle timer closeGently() switches off. */
+  setTimeout?(ms: number): unknown;
+}
+
+/** A duplex closed gently is destroyed after this long if its peer never closes its side. */
+export const GENTLE_CLOSE_LINGER_MS = 2000;
+
+/**
+ * Ends our side with a FIN (a clean close for the peer, not a RST), discards whatever the peer
+ * still sends, and lets go after `lingerMs`.
+ */
+export function closeGently(duplex: ByteDuplex, lingerMs = GENTLE_CLOSE_LINGER_MS): void {
+  if (duplex.destroyed === true) return;
+  duplex.setTimeout?.(0);
+  duplex.on('data', () => {});
+  duplex.resume();
+  duplex.end();
+  setTimeout(() => duplex.destroy(), lingerMs).unref();
 }
 
 export interface BridgeOptions {
@@ -25,9 +44,22 @@ export interface BridgeOptions {
   readonly failureCode: ErrorCode;
   /** Called once when both directions are done or either side aborted. */
   readonly onDone?: (reason: Reason | undefined) => void;
+  /** The peer's head (its RESPONSE) arrived. */
+  readonly onHead?: () => void;
+  /** Resets after which the duplex gets a clean close (closeGently) instead of being destroyed. */
+  readonly closeGentlyOn?: (code: ErrorCode) => boolean;
+  /** The reason given when the duplex closes first; `endedFirst`: it had ended its side cleanly. */
+  readonly closedMessage?: (endedFirst: boolean) => string;
 }
 
-export function bridge(duplex: ByteDuplex, stream: MuxStream, options: BridgeOptions): void {
+export interface Bridged {
+  /** Ends both sides now: resets the stream with this reason and closes the duplex gently. */
+  cut(code: ErrorCode, message: string): void;
+}
+
+const defaultClosedMessage = (endedFirst: boolean): string => (endedFirst ? 'connection closed before the peer finished' : 'connection closed');
+
+export function bridge(duplex: ByteDuplex, stream: MuxStream, options: BridgeOptions): Bridged {
   let owed = 0;
   let done = false;
   let duplexEnded = false;
@@ -36,7 +68,9 @@ export function bridge(duplex: ByteDuplex, stream: MuxStream, options: BridgeOpt
     done = true;
     options.onDone?.(reason);
   };
+  const onHead = options.onHead;
   const handler: StreamHandler = {
+    ...(onHead !== undefined ? { onHead: () => onHead() } : {}),
     onData(chunk) {
       if (duplex.write(chunk)) stream.consumed(chunk.length);
       else owed += chunk.length;
@@ -46,7 +80,8 @@ export function bridge(duplex: ByteDuplex, stream: MuxStream, options: BridgeOpt
       if (duplexEnded) finish(undefined);
     },
     onReset(reason) {
-      duplex.destroy();
+      if (options.closeGentlyOn?.(reason.code) === true) closeGently(duplex);
+      else duplex.destroy();
       finish(reason);
     },
     onDrain() {
@@ -74,7 +109,7 @@ export function bridge(duplex: ByteDuplex, stream: MuxStream, options: BridgeOpt
   });
   duplex.on('close', () => {
     if (!stream.isClosed && !(duplexEnded && stream.isRemoteEnded)) {
-      const message = duplexEnded ? 'connection closed before the peer finished' : 'connection closed';
+      const message = (options.closedMessage ?? defaultClosedMessage)(duplexEnded);
       stream.reset(options.failureCode, message);
       finish({ code: options.failureCode, message });
       return;
@@ -82,4 +117,11 @@ export function bridge(duplex: ByteDuplex, stream: MuxStream, options: BridgeOpt
     finish(undefined);
   });
   duplex.resume();
+  return {
+    cut(code, message) {
+      stream.reset(code, message);
+      finish({ code, message });
+      closeGently(duplex);
+    },
+  };
 }

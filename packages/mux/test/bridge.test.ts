@@ -1,6 +1,6 @@
 import { EventEmitter, once } from 'node:events';
 import net, { type AddressInfo } from 'node:net';
-import { type ByteDuplex, bridge, FrameBatcher, Mux, type MuxStream } from '@burrow/mux';
+import { type Bridged, type BridgeOptions, type ByteDuplex, bridge, closeGently, FrameBatcher, Mux, type MuxStream } from '@burrow/mux';
 import {
   decodeCredit,
   decodeReason,
@@ -50,16 +50,17 @@ class FakeDuplex extends EventEmitter implements ByteDuplex {
 }
 
 describe('bridge with a controlled duplex (agent side), relay stream driven by hand', () => {
-  function setup(windowBytes: number, failureCode: ErrorCode = 'BURROW_ERR_LOCAL_ERROR') {
+  function setup(windowBytes: number, failureCode: ErrorCode = 'BURROW_ERR_LOCAL_ERROR', extra: Partial<BridgeOptions> = {}) {
     const duplex = new FakeDuplex();
     const done: Array<Reason | undefined> = [];
     let agentStream: MuxStream | undefined;
+    let bridged: Bridged | undefined;
     const pair = muxPair({
       windowBytes,
       onAgentOpen(stream) {
         agentStream = stream;
         stream.sendHead(FrameType.RESPONSE, okHead);
-        bridge(duplex, stream, { failureCode, onDone: (r) => done.push(r) });
+        bridged = bridge(duplex, stream, { failureCode, onDone: (r) => done.push(r), ...extra });
       },
     });
     const rs = pair.relay.open();
@@ -67,8 +68,8 @@ describe('bridge with a controlled duplex (agent side), relay stream driven by h
     rs.handler = rec;
     rs.sendHead(FrameType.OPEN, tcpHead);
     pair.pump();
-    if (agentStream === undefined) throw new Error('no agent stream');
-    return { duplex, done, pair, rs, rec, agentStream };
+    if (agentStream === undefined || bridged === undefined) throw new Error('no agent stream');
+    return { duplex, done, pair, rs, rec, agentStream, bridged };
   }
 
   test('the duplex is resumed when bridged', () => {
@@ -208,6 +209,69 @@ describe('bridge with a controlled duplex (agent side), relay stream driven by h
     const expected = { code: 'BURROW_ERR_LOCAL_ERROR', message: 'connection closed before the peer finished' };
     expect(pair.toRelay.ofType(FrameType.RESET).map((f) => decodeReason(f.payload))).toStrictEqual([expected]);
     expect(done).toStrictEqual([expected]);
+  });
+
+  test('closeGentlyOn: a RESET with such a code ends the duplex (FIN) instead of destroying it; others still destroy', () => {
+    const gentle = setup(1000, 'BURROW_ERR_LOCAL_ERROR', { closeGentlyOn: (code) => code === 'BURROW_ERR_TCP_IDLE' });
+    gentle.rs.reset('BURROW_ERR_TCP_IDLE', 'idle');
+    gentle.pair.pump();
+    expect(gentle.duplex.ended).toBe(true);
+    expect(gentle.duplex.destroyed).toBe(false);
+    expect(gentle.done).toStrictEqual([{ code: 'BURROW_ERR_TCP_IDLE', message: 'idle' }]);
+    const hard = setup(1000, 'BURROW_ERR_LOCAL_ERROR', { closeGentlyOn: (code) => code === 'BURROW_ERR_TCP_IDLE' });
+    hard.rs.reset('BURROW_ERR_PROTOCOL', 'broken');
+    hard.pair.pump();
+    expect(hard.duplex.destroyed).toBe(true);
+  });
+
+  test('closedMessage words the reset sent when the duplex closes first', () => {
+    const { duplex, done } = setup(1000, 'BURROW_ERR_CANCELLED', { closedMessage: (endedFirst) => (endedFirst ? 'ended early' : 'client gone') });
+    duplex.emit('close', false);
+    expect(done).toStrictEqual([{ code: 'BURROW_ERR_CANCELLED', message: 'client gone' }]);
+  });
+
+  test('cut() resets the stream with its reason, reports it once, and closes the duplex gently', () => {
+    const { duplex, done, pair, bridged, rec } = setup(1000);
+    bridged.cut('BURROW_ERR_TCP_IDLE', 'no bytes for a while');
+    pair.pump();
+    expect(pair.toRelay.ofType(FrameType.RESET).map((f) => decodeReason(f.payload))).toStrictEqual([
+      { code: 'BURROW_ERR_TCP_IDLE', message: 'no bytes for a while' },
+    ]);
+    expect(rec.resets).toStrictEqual([{ code: 'BURROW_ERR_TCP_IDLE', message: 'no bytes for a while' }]);
+    expect(done).toStrictEqual([{ code: 'BURROW_ERR_TCP_IDLE', message: 'no bytes for a while' }]);
+    expect(duplex.ended).toBe(true);
+    expect(duplex.destroyed).toBe(false);
+    duplex.emit('close', false);
+    expect(done).toHaveLength(1);
+  });
+
+  test('onHead is called when the peer head arrives on the bridged stream', () => {
+    const heads: number[] = [];
+    const duplex = new FakeDuplex();
+    const pair = muxPair({ windowBytes: 1000, onAgentOpen: (stream) => stream.sendHead(FrameType.RESPONSE, okHead) });
+    const rs = pair.relay.open();
+    bridge(duplex, rs, { failureCode: 'BURROW_ERR_CANCELLED', onHead: () => heads.push(1) });
+    rs.sendHead(FrameType.OPEN, tcpHead);
+    pair.pump();
+    expect(heads).toStrictEqual([1]);
+  });
+
+  test('closeGently ends the duplex, drains what still comes, switches off its idle timer and destroys it after the linger', async () => {
+    const duplex = new FakeDuplex();
+    const timeouts: number[] = [];
+    (duplex as unknown as { setTimeout(ms: number): void }).setTimeout = (ms) => timeouts.push(ms);
+    closeGently(duplex, 20);
+    expect(duplex.ended).toBe(true);
+    expect(duplex.paused).toBe(false);
+    expect(timeouts).toStrictEqual([0]);
+    expect(duplex.listenerCount('data')).toBe(1);
+    expect(duplex.destroyed).toBe(false);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(duplex.destroyed).toBe(true);
+    const gone = new FakeDuplex();
+    gone.destroyed = true;
+    closeGently(gone, 20);
+    expect(gone.ended).toBe(false);
   });
 
   test('an error alone changes nothing; the close that follows resets', () => {

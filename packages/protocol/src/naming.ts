@@ -88,3 +88,8 @@ export function urlAuthority(url: string): string {
   }
   return u.host.toLowerCase();
 }
+
+/** host:port as written in URLs and logs: IPv6 addresses in brackets. */
+export function hostPort(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}

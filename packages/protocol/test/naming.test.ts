@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import {
   base64url,
   fromBase64url,
+  hostPort,
   isKeyLabel,
   KEY_LABEL_LENGTH,
   labelFor,
@@ -206,5 +207,14 @@ describe('base64url helpers', () => {
 
   test.each(['a+b', 'a/b', 'ab==', 'a b', 'é'])('fromBase64url rejects %p with BAD_REGISTRATION', (text) => {
     expect(codeOf(() => fromBase64url(text))).toBe('BURROW_ERR_BAD_REGISTRATION');
+  });
+});
+
+describe('hostPort', () => {
+  test('IPv4 and names as they are, IPv6 in brackets', () => {
+    expect(hostPort('127.0.0.1', 80)).toBe('127.0.0.1:80');
+    expect(hostPort('db.internal', 5432)).toBe('db.internal:5432');
+    expect(hostPort('::1', 7000)).toBe('[::1]:7000');
+    expect(hostPort('::ffff:10.0.0.1', 1)).toBe('[::ffff:10.0.0.1]:1');
   });
 });
