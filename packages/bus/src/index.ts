@@ -4,4 +4,5 @@ export { BATCH_FORMAT, BusCodecError, decodeBatch, encodeBatch, encodedSize } fr
 export { keySlot } from './keySlot';
 export * from './memoryBus';
 export { RedisBus, type RedisBusOptions, type RedisBusStats, type RedisClient } from './redisBus';
+export { errorOf, parseClusterSeed, redactRedisUrl, redisRetryStrategy, waitReady, withTimeout } from './redisConnection';
 export { RedisRegistry } from './redisRegistry';

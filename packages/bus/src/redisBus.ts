@@ -16,6 +16,7 @@ import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Bus, BusHandlers, BusMessage, BusStats, UndeliveredReason } from './bus';
 import { decodeBatch, encodeBatch, encodedSize } from './busCodec';
 import { keySlot } from './keySlot';
+import { errorOf, parseClusterSeed, redactRedisUrl, redisRetryStrategy, waitReady, withTimeout } from './redisConnection';
 import { defineRegistryScripts, REGISTRY_SCRIPTS, RedisRegistry } from './redisRegistry';
 
 export interface RedisBusOptions {
@@ -57,8 +58,6 @@ const DEFAULT_MAX_NAMES = 100_000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 const DEFAULT_COMMAND_TIMEOUT_MS = 1000;
 const DEFAULT_MAX_BATCH_BYTES = 256 * 1024;
-/** Reconnect backoff: 50 ms, 100 ms, … capped at 1 s, forever. */
-const retryStrategy = (times: number): number => Math.min(times * 50, 1000);
 
 interface Pending {
   messages: BusMessage[];
@@ -70,10 +69,6 @@ type Client = RedisClient;
 
 function payloadBytes(message: BusMessage): number {
   return 'frame' in message ? message.frame.payload.length : 0;
-}
-
-function errorOf(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
 }
 
 export class RedisBus implements Bus {
@@ -120,7 +115,7 @@ export class RedisBus implements Bus {
     this.keyPrefix = options.keyPrefix ?? 'burrow:';
     this.channel = this.channelOf(this.nodeId);
     this.channelBuf = Buffer.from(this.channel, 'utf8');
-    this.where = options.url !== undefined ? redactUrl(options.url) : `cluster ${options.cluster?.join(',')}`;
+    this.where = options.url !== undefined ? redactRedisUrl(options.url) : `cluster ${options.cluster?.join(',')}`;
     this.connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
     this.maxBatchBytes = options.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
@@ -165,7 +160,7 @@ export class RedisBus implements Bus {
   private async start(): Promise<void> {
     const base: RedisOptions = {
       lazyConnect: true,
-      retryStrategy,
+      retryStrategy: redisRetryStrategy,
       connectTimeout: Math.min(this.connectTimeoutMs, 2000),
       connectionName: `burrow-${this.nodeId}`,
       // ioredis keeps a timer this long after disconnect() of an already failed socket (it holds the process open).
@@ -184,13 +179,13 @@ export class RedisBus implements Bus {
     const waits: Promise<void>[] = [];
     if (this.options.cluster !== undefined) {
       const cluster = new Cluster(
-        this.options.cluster.map((seed) => parseSeed(seed)),
+        this.options.cluster.map((seed) => parseClusterSeed(seed)),
         {
           lazyConnect: true,
           enableOfflineQueue: false,
           enableAutoPipelining: true,
           shardedSubscribers: true,
-          clusterRetryStrategy: retryStrategy,
+          clusterRetryStrategy: redisRetryStrategy,
           slotsRefreshTimeout: Math.min(this.connectTimeoutMs, 2000),
           redisOptions: {
             connectTimeout: commandOptions.connectTimeout,
@@ -536,37 +531,5 @@ export class RedisBus implements Bus {
         }
       }),
     );
-  }
-}
-
-function waitReady(client: Client): Promise<void> {
-  if (client.status === 'ready') return Promise.resolve();
-  return new Promise<void>((resolve) => client.once('ready', () => resolve()));
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, message: () => string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message())), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-function parseSeed(seed: string): { host: string; port: number } {
-  const i = seed.lastIndexOf(':');
-  if (i <= 0) throw new TypeError(`cluster seed ${seed} is not host:port`);
-  const port = Number(seed.slice(i + 1));
-  if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new TypeError(`cluster seed ${seed} has no valid port`);
-  return { host: seed.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port };
-}
-
-/** The URL without its password, for messages. */
-function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== '') u.password = '***';
-    return u.toString();
-  } catch {
-    return 'the configured Redis URL';
   }
 }

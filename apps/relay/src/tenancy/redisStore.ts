@@ -17,6 +17,7 @@
  * alone revokes every token, even one re-created tenant of the same id would otherwise revive.
  */
 import { randomBytes } from 'node:crypto';
+import { errorOf, parseClusterSeed, redactRedisUrl, redisRetryStrategy, waitReady, withTimeout } from '@burrow/bus';
 import { BurrowError } from '@burrow/protocol';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { AdminError } from './adminError';
@@ -56,7 +57,6 @@ type Client = Redis | Cluster;
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 const DEFAULT_COMMAND_TIMEOUT_MS = 1000;
-const retryStrategy = (times: number): number => Math.min(times * 50, 1000);
 
 /** KEYS: tenant. ARGV: field/value pairs. Creates the hash unless it exists. */
 const CREATE_TENANT = `
@@ -94,27 +94,6 @@ const DELETE_IF = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
-function errorOf(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
-}
-
-function parseSeed(seed: string): { host: string; port: number } {
-  const i = seed.lastIndexOf(':');
-  const port = Number(seed.slice(i + 1));
-  if (i <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535) throw new TypeError(`cluster seed ${seed} is not host:port`);
-  return { host: seed.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port };
-}
-
-function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== '') u.password = '***';
-    return u.toString();
-  } catch {
-    return 'the configured Redis URL';
-  }
-}
-
 function parseJson<T>(text: string | undefined, fallback: T): T {
   if (text === undefined) return fallback;
   try {
@@ -143,7 +122,7 @@ export class RedisTenantStore implements TenantStore {
       throw new TypeError('RedisTenantStore needs exactly one of url (standalone Redis) or cluster (seed host:port list)');
     }
     this.p = options.keyPrefix ?? 'burrow:';
-    this.where = options.url !== undefined ? redactUrl(options.url) : `cluster ${options.cluster?.join(',')}`;
+    this.where = options.url !== undefined ? redactRedisUrl(options.url) : `cluster ${options.cluster?.join(',')}`;
     this.connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
     this.onError = options.onError ?? (() => {});
@@ -201,29 +180,33 @@ export class RedisTenantStore implements TenantStore {
     let client: Client;
     if (this.options.cluster !== undefined) {
       client = new Cluster(
-        this.options.cluster.map((s) => parseSeed(s)),
+        this.options.cluster.map((s) => parseClusterSeed(s)),
         {
           lazyConnect: true,
           enableOfflineQueue: false,
           enableAutoPipelining: true,
-          clusterRetryStrategy: retryStrategy,
+          clusterRetryStrategy: redisRetryStrategy,
           slotsRefreshTimeout: Math.min(this.connectTimeoutMs, 2000),
           redisOptions,
         },
       );
       client.on('node error', onError);
     } else {
-      client = new Redis(this.options.url as string, { ...redisOptions, retryStrategy, enableOfflineQueue: false, enableAutoPipelining: true });
+      client = new Redis(this.options.url as string, {
+        ...redisOptions,
+        retryStrategy: redisRetryStrategy,
+        enableOfflineQueue: false,
+        enableAutoPipelining: true,
+      });
     }
     client.on('error', onError);
-    const ready = new Promise<void>((resolve) => client.once('ready', () => resolve()));
+    const ready = waitReady(client);
     client.connect().catch(() => {}); // failures surface as 'error' events; ioredis keeps retrying
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), this.connectTimeoutMs);
-    });
-    const outcome = await Promise.race([ready, timeout]).finally(() => clearTimeout(timer));
-    if (outcome === 'timeout' || this.closed) {
+    const reached = await withTimeout(ready, this.connectTimeoutMs, () => 'timeout').then(
+      () => true,
+      () => false,
+    );
+    if (!reached || this.closed) {
       client.disconnect();
       const last = this.lastError !== '' ? ` (last error: ${this.lastError})` : '';
       throw new BurrowError(
