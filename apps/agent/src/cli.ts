@@ -15,21 +15,15 @@ import {
 import { type LocalTarget, parseTarget, parseTcpTarget } from './localTarget';
 
 /** `burrow http`, or `burrow tcp` (kind 'tcp': a raw TCP target, a public TCP port). */
-export interface HttpCommand {
+export interface HttpCommand extends RelayCommandBase {
   readonly kind: 'http' | 'tcp';
   readonly target: LocalTarget;
-  readonly relay: string;
   readonly subdomain?: string;
   readonly session?: string;
-  readonly keyFile?: string;
-  readonly json: boolean;
   readonly hostHeader: string;
   readonly insecureLocalTls: boolean;
-  readonly deadAfterMs: number;
   /** Visitor access rules, if any access flag was given. */
   readonly access?: AccessRules;
-  /** Tenant token for relays that require one. */
-  readonly token?: string;
 }
 
 /** `burrow start --config <file>`: every forward of a config file in one process (see configFile.ts). */
@@ -45,6 +39,7 @@ interface RelayCommandBase {
   readonly keyFile?: string;
   readonly json: boolean;
   readonly deadAfterMs: number;
+  /** Tenant token for relays that require one. */
   readonly token?: string;
 }
 
@@ -189,20 +184,7 @@ export function parseAgentArgs(argv: readonly string[], env: Readonly<Record<str
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const relay = values.get('--relay') ?? env.BURROW_RELAY ?? 'http://localhost:8080';
-  const relays = relay
-    .split(',')
-    .map((r) => r.trim())
-    .filter((r) => r !== '');
-  if (relays.length === 0) throw new UsageError('--relay: give at least one relay URL');
-  for (const r of relays) {
-    try {
-      const u = new URL(r);
-      if (!['http:', 'https:', 'ws:', 'wss:'].includes(u.protocol)) throw new Error();
-    } catch {
-      throw new UsageError(`--relay: "${r}" is not an http(s) URL`);
-    }
-  }
+  const base = relayBase(values, bools, env);
   const subdomain = values.get('--subdomain');
   const session = values.get('--session');
   try {
@@ -211,13 +193,6 @@ export function parseAgentArgs(argv: readonly string[], env: Readonly<Record<str
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const deadRaw = values.get('--dead-after-ms') ?? env.BURROW_DEAD_AFTER_MS;
-  let deadAfterMs = 20_000;
-  if (deadRaw !== undefined && deadRaw !== '') {
-    if (!/^\d+$/.test(deadRaw) || Number(deadRaw) < 100) throw new UsageError(`--dead-after-ms: "${deadRaw}" must be a whole number of at least 100`);
-    deadAfterMs = Number(deadRaw);
-  }
-  const keyFile = values.get('--key');
   const access = accessFlags(lists);
   if (command === 'tcp') {
     // Raw TCP has no headers: visitors can be limited by address only.
@@ -226,27 +201,15 @@ export function parseAgentArgs(argv: readonly string[], env: Readonly<Record<str
     );
     if (httpOnly !== undefined) throw new UsageError(`${httpOnly} is an option of burrow http; a TCP tunnel carries raw bytes on its own port`);
   }
-  const token = values.get('--token') ?? (env.BURROW_TOKEN !== '' ? env.BURROW_TOKEN : undefined);
-  if (token !== undefined) {
-    try {
-      validateTenantToken(token);
-    } catch (err) {
-      throw new UsageError(`--token (or BURROW_TOKEN): ${(err as Error).message}`);
-    }
-  }
   return {
     kind: command,
+    ...base,
     target,
-    relay,
-    json: bools.has('--json'),
     insecureLocalTls: bools.has('--insecure'),
     hostHeader: values.get('--host-header') ?? 'preserve',
-    deadAfterMs,
     ...(subdomain !== undefined ? { subdomain } : {}),
     ...(session !== undefined ? { session } : {}),
-    ...(keyFile !== undefined ? { keyFile } : {}),
     ...(access !== undefined ? { access } : {}),
-    ...(token !== undefined ? { token } : {}),
   };
 }
 
