@@ -6,6 +6,7 @@ import { hostPort } from '@burrow/protocol';
 import { type Agent, targetHostPort } from './agent';
 import type { ConnectCommand, ShareCommand } from './cli';
 import type { Connector } from './connector';
+import type { RequestEvent } from './localForward';
 import type { LocalTarget } from './localTarget';
 import type { ConnectionEvent } from './localTcp';
 
@@ -22,27 +23,8 @@ export function attachJsonOutput(agent: Agent, write: Write): void {
       ...(e.tcpUrl !== undefined ? { tcpUrl: e.tcpUrl } : {}),
     }),
   );
-  agent.on('connection', (e) =>
-    out({
-      event: 'connection',
-      client: e.client,
-      durationMs: Math.round(e.durationMs * 10) / 10,
-      bytesIn: e.bytesIn,
-      bytesOut: e.bytesOut,
-      ...(e.error !== undefined ? { error: e.error, detail: e.detail } : {}),
-    }),
-  );
-  agent.on('request', (e) =>
-    out({
-      event: 'request',
-      method: e.method,
-      path: e.path,
-      status: e.status,
-      durationMs: Math.round(e.durationMs * 10) / 10,
-      ...(e.websocket ? { websocket: true } : {}),
-      ...(e.error !== undefined ? { error: e.error, detail: e.detail } : {}),
-    }),
-  );
+  agent.on('connection', (e) => out({ event: 'connection', ...connectionFields(e) }));
+  agent.on('request', (e) => out({ event: 'request', ...requestFields(e) }));
   agent.on('reconnecting', (e) => out({ event: 'reconnecting', attempt: e.attempt, delayMs: e.delayMs, reason: e.reason }));
   agent.on('fatal', (err) => out({ event: 'error', code: err.code, message: err.message }));
 }
@@ -88,9 +70,21 @@ function connectionLine(e: ConnectionEvent, c: (code: string, s: string) => stri
   return `TCP     ${e.client.padEnd(24)} ${outcome} ${c('2', `${ms}, ${e.bytesIn} B in, ${e.bytesOut} B out`)}${tail}\n`;
 }
 
-function connectionJson(e: ConnectionEvent): object {
+/** A finished HTTP request or WebSocket as a --json line carries it (after "event", and "forward" under start). */
+export function requestFields(e: RequestEvent): object {
   return {
-    event: 'connection',
+    method: e.method,
+    path: e.path,
+    status: e.status,
+    durationMs: Math.round(e.durationMs * 10) / 10,
+    ...(e.websocket ? { websocket: true } : {}),
+    ...(e.error !== undefined ? { error: e.error, detail: e.detail } : {}),
+  };
+}
+
+/** A finished TCP connection as a --json line carries it (after "event", and "forward" under start). */
+export function connectionFields(e: ConnectionEvent): object {
+  return {
     client: e.client,
     durationMs: Math.round(e.durationMs * 10) / 10,
     bytesIn: e.bytesIn,
@@ -159,7 +153,7 @@ export function attachConnectOutput(connector: Connector, command: ConnectComman
 
 function attachCommon(worker: Pick<Agent, 'on'> | Pick<Connector, 'on'>, json: boolean, write: Write, c: (code: string, s: string) => string): void {
   const w = worker as Pick<Agent, 'on'>;
-  w.on('connection', (e) => write(json ? `${JSON.stringify(connectionJson(e))}\n` : connectionLine(e, c)));
+  w.on('connection', (e) => write(json ? `${JSON.stringify({ event: 'connection', ...connectionFields(e) })}\n` : connectionLine(e, c)));
   w.on('reconnecting', (e) =>
     write(
       json

@@ -18,6 +18,7 @@ import './forwardKinds';
 import { KeyFileError, type LoadedKey, loadOrCreateKey } from './keyStore';
 import type { RequestEvent } from './localForward';
 import type { ConnectionEvent } from './localTcp';
+import { connectionFields, requestFields } from './output';
 
 /** What the supervisor needs of a worker; Agent is one. */
 export interface ForwardWorker extends Pick<EventEmitter<AgentEvents>, 'on'> {
@@ -218,30 +219,11 @@ export function attachStartJsonOutput(supervisor: EventEmitter<SupervisorEvents>
         return;
       }
       case 'connection': {
-        const c = e.connection;
-        out({
-          event: 'connection',
-          forward: e.forward,
-          client: c.client,
-          durationMs: Math.round(c.durationMs * 10) / 10,
-          bytesIn: c.bytesIn,
-          bytesOut: c.bytesOut,
-          ...(c.error !== undefined ? { error: c.error, detail: c.detail } : {}),
-        });
+        out({ event: 'connection', forward: e.forward, ...connectionFields(e.connection) });
         return;
       }
       case 'request': {
-        const r = e.request;
-        out({
-          event: 'request',
-          forward: e.forward,
-          method: r.method,
-          path: r.path,
-          status: r.status,
-          durationMs: Math.round(r.durationMs * 10) / 10,
-          ...(r.websocket ? { websocket: true } : {}),
-          ...(r.error !== undefined ? { error: r.error, detail: r.detail } : {}),
-        });
+        out({ event: 'request', forward: e.forward, ...requestFields(e.request) });
         return;
       }
       case 'reconnecting': {
