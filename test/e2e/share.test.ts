@@ -7,55 +7,27 @@
  * Real sockets on loopback throughout.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net, { type AddressInfo, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Agent, type ConnectionEvent, Connector, type OnlineEvent, parseTcpTarget } from '@burrow/agent';
 import { RedisBus } from '@burrow/bus';
 import { decodeReason, encodeConnectRequest, encodeFrame, FrameType, type KeyPair, shareSecretDigest } from '@burrow/protocol';
-import { FileTenantStore, type TenantStore } from '@burrow/relay';
-import Fastify from 'fastify';
-import { cleanup, cleanups, newKey, RawAgent, startRelay, waitFor } from '../kit';
+import { FileTenantStore } from '@burrow/relay';
+import { cleanup, cleanups, freePort, newKey, RawAgent, startRelay, waitFor } from '../kit';
 import { startRedis } from '../redis';
+import { dial, freeRange, hashAll, loggedRelay, pump, readAll, startTcpServer } from '../tcpKit';
 
 afterEach(cleanup);
 
 const AGENT_BIN = join(__dirname, '..', '..', 'apps/agent/dist/bin.js');
 
-/** A local TCP server (allowHalfOpen), closed at cleanup. */
-async function startTcpServer(onConnection: (socket: Socket) => void): Promise<number> {
-  const sockets = new Set<Socket>();
-  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => {});
-    onConnection(socket);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  );
-  return (server.address() as AddressInfo).port;
-}
-
 const echo = (socket: Socket): void => {
   socket.pipe(socket);
 };
-
-/** A relay whose log lines are kept. */
-async function loggedRelay(overrides: Parameters<typeof startRelay>[0] = {}, bus?: Parameters<typeof startRelay>[1], store?: TenantStore) {
-  const lines: Array<Record<string, unknown>> = [];
-  const logger = Fastify({ logger: { level: 'info', stream: { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) } } }).log;
-  const started = await startRelay(overrides, bus, { logger, ...(store !== undefined ? { tenantStore: store } : {}) });
-  return { ...started, lines };
-}
 
 interface ShareOptions {
   readonly name: string;
@@ -111,66 +83,12 @@ async function startConnector(relay: string, share: string, o: { secret?: string
   return { connector, events, port: (connector.address() as { port: number }).port };
 }
 
-function dial(port: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
-    cleanups.push(() => {
-      socket.destroy();
-    });
-    socket.once('connect', () => resolve(socket));
-    socket.once('error', reject);
-  });
-}
-
-/** Everything the socket sends until its FIN, and how it ended ('end' = clean FIN, else the error code). */
-function readAll(socket: Socket): Promise<{ data: Buffer; ended: string }> {
-  return new Promise((resolve) => {
-    const parts: Buffer[] = [];
-    let ended = 'close';
-    socket.on('data', (c: Buffer) => parts.push(c));
-    socket.once('end', () => {
-      ended = 'end';
-      resolve({ data: Buffer.concat(parts), ended });
-    });
-    socket.once('error', (err: NodeJS.ErrnoException) => {
-      ended = err.code ?? 'error';
-    });
-    socket.once('close', () => resolve({ data: Buffer.concat(parts), ended }));
-  });
-}
-
 async function roundTrip(port: number, text = 'ping'): Promise<{ data: string; ended: string }> {
   const socket = await dial(port);
   const reply = readAll(socket);
   socket.end(text);
   const r = await reply;
   return { data: r.data.toString(), ended: r.ended };
-}
-
-/** Writes `count` chunks (views at shifting offsets, so order matters) with backpressure, then ends. Returns the SHA-256. */
-async function pump(socket: Socket, block: Buffer, chunk: number, count: number): Promise<string> {
-  const hash = createHash('sha256');
-  for (let i = 0; i < count; i++) {
-    const offset = (i * 4099) % (block.length - chunk);
-    const view = block.subarray(offset, offset + chunk);
-    hash.update(view);
-    if (!socket.write(view)) await new Promise((r) => socket.once('drain', r));
-  }
-  socket.end();
-  return hash.digest('hex');
-}
-
-function hashAll(socket: Socket): Promise<{ hash: string; bytes: number }> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash('sha256');
-    let bytes = 0;
-    socket.on('data', (c: Buffer) => {
-      hash.update(c);
-      bytes += c.length;
-    });
-    socket.once('end', () => resolve({ hash: hash.digest('hex'), bytes }));
-    socket.once('error', reject);
-  });
 }
 
 const SECRET = 'correct-horse-battery-staple';
@@ -275,7 +193,7 @@ describe('share and connect', () => {
   test('tenancy: an agent of the same tenant needs no secret; another tenant is denied without it and let in with it', async () => {
     const localPort = await startTcpServer(echo);
     const store = new FileTenantStore();
-    const relay = await loggedRelay({ auth: 'token' }, undefined, store);
+    const relay = await loggedRelay({ auth: 'token' }, undefined, { tenantStore: store });
     const acme = await store.createTenant({ name: 'Acme' });
     const other = await store.createTenant({ name: 'Other' });
     const acmeShare = (await store.createToken(acme.id)).token;
@@ -421,9 +339,9 @@ describe('protocol', () => {
 describe('burrow start --config (the shipped binary)', () => {
   test('a tcp forward, a share and a connect in one file', async () => {
     const localPort = await startTcpServer(echo);
-    const range = await freeTcpRange();
+    const range = await freeRange(1);
     const relay = await startRelay({ tcpPorts: range });
-    const listenPort = await freePortNow();
+    const listenPort = await freePort();
     const dir = mkdtempSync(join(tmpdir(), 'burrow-share-start-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const file = join(dir, 'burrow.yml');
@@ -462,28 +380,3 @@ describe('burrow start --config (the shipped binary)', () => {
     expect(await exit).toBe(0);
   }, 20_000);
 });
-
-async function freePortNow(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-/** One port below the ephemeral range, free a moment ago. */
-async function freeTcpRange(): Promise<{ first: number; last: number }> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    const s = net.createServer();
-    const ok = await new Promise<boolean>((resolve) => {
-      s.once('error', () => resolve(false));
-      s.listen(port, '127.0.0.1', () => resolve(true));
-    });
-    if (ok) {
-      await new Promise<void>((r) => s.close(() => r()));
-      return { first: port, last: port };
-    }
-  }
-  throw new Error('no free port');
-}
