@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { DEFAULT_STREAM_WINDOW_BYTES } from '@burrow/protocol';
 import { parse, parseAllDocuments } from 'yaml';
 import { parseRelayConfig, RELAY_OPTIONS, type RelayConfig } from '../apps/relay/src/config';
+import { selfSignedCert } from './certs';
 
 type Obj = Record<string, unknown>;
 
@@ -493,14 +494,7 @@ describe('infra/nginx.conf', () => {
   (why === '' ? test : test.skip)(`nginx -t accepts it with a throw-away certificate${why}`, () => {
     const dir = mkdtempSync(join(tmpdir(), 'burrow-nginx-'));
     try {
-      const cert = join(dir, 'cert.pem');
-      const key = join(dir, 'key.pem');
-      const gen = spawnSync(
-        openssl as string,
-        ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=tunnel.example.com', '-keyout', key, '-out', cert],
-        { encoding: 'utf8' },
-      );
-      expect(gen.status).toBe(0);
+      const { cert, key } = selfSignedCert(dir, 'tunnel.example.com', openssl as string);
       // The file as shipped, with the certificate paths and every file nginx writes moved into the temp dir.
       const paths = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((p) => `${p}_temp_path ${join(dir, p)};`).join(' ');
       const conf = text

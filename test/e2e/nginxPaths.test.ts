@@ -12,6 +12,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket, { WebSocketServer } from 'ws';
+import { selfSignedCert } from '../certs';
 import { cleanup, cleanups, freePort, request, type StartedRelay, startApp, startRelay, startTunnel, waitFor } from '../kit';
 
 const root = join(__dirname, '..', '..');
@@ -155,14 +156,7 @@ describe('infra/nginx-paths.conf', () => {
   (why === '' ? test : test.skip)(`nginx -t accepts it as shipped, with a throw-away certificate${why}`, () => {
     const dir = mkdtempSync(join(tmpdir(), 'burrow-nginx-paths-t-'));
     try {
-      const cert = join(dir, 'cert.pem');
-      const key = join(dir, 'key.pem');
-      const gen = spawnSync(
-        openssl as string,
-        ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=example.org', '-keyout', key, '-out', cert],
-        { encoding: 'utf8' },
-      );
-      expect(gen.status).toBe(0);
+      const { cert, key } = selfSignedCert(dir, 'example.org', openssl as string);
       const conf = sandboxed(
         shipped.replace(/ssl_certificate\s+\S+;/, `ssl_certificate ${cert};`).replace(/ssl_certificate_key\s+\S+;/, `ssl_certificate_key ${key};`),
         dir,

@@ -1,10 +1,3 @@
-/**
- * Public TCP tunnels (`burrow tcp`): byte-exact and in order (a Postgres-style SSLRequest then TLS
- * on the same connection, 100 MB each way at once), half-close both ways, the same port after a
- * reconnect, allocation across a range, two relay nodes on Redis (the port accepted by the node
- * that does not hold the agent), and the per-tunnel limits. Real sockets on loopback throughout.
- */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { Socket } from 'node:net';
@@ -13,6 +6,7 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import type { ConnectionEvent } from '@burrow/agent';
 import { RedisBus } from '@burrow/bus';
+import { selfSignedCert } from '../certs';
 import { cleanup, cleanups, newKey, startRelay, startTunnel, waitFor } from '../kit';
 import { startRedis } from '../redis';
 import { dial, freeRange, hashAll, loggedRelay, pump, readAll, readExactly, startTcpServer } from '../tcpKit';
@@ -27,27 +21,9 @@ describe('byte-exact TCP', () => {
   let cert: Buffer;
   beforeAll(() => {
     certDir = mkdtempSync(join(tmpdir(), 'burrow-tcp-'));
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-subj',
-        '/CN=localhost',
-        '-days',
-        '1',
-        '-keyout',
-        join(certDir, 'key.pem'),
-        '-out',
-        join(certDir, 'cert.pem'),
-      ],
-      { stdio: 'pipe' },
-    );
-    key = readFileSync(join(certDir, 'key.pem'));
-    cert = readFileSync(join(certDir, 'cert.pem'));
+    const files = selfSignedCert(certDir, 'localhost');
+    key = readFileSync(files.key);
+    cert = readFileSync(files.cert);
   });
   afterAll(() => rmSync(certDir, { recursive: true, force: true }));
 
