@@ -2,9 +2,12 @@
  * Test kit: real relays, real agents and real local servers on ephemeral loopback ports.
  * Everything started here is registered for cleanup with `using`-style disposers.
  */
+
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingHttpHeaders, type IncomingMessage, type RequestListener, type Server } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
+import { createInterface } from 'node:readline';
 import { type ConnectOptions, connect, type Tunnel } from '@burrow/agent';
 import type { Bus } from '@burrow/bus';
 import { type KeyPair, keyPairFromSeed } from '@burrow/protocol';
@@ -213,4 +216,28 @@ export class RawAgent {
     this.send(encodeFrame(FrameType.REGISTER, 0, 0, encodeJson(payload)));
     return hello as unknown as Frame;
   }
+}
+
+/** A Node script run as a child process (a shipped binary): its stdout lines, stderr and exit code. */
+export interface NodeRun {
+  readonly child: ChildProcess;
+  readonly lines: string[];
+  stderr(): string;
+  readonly exit: Promise<number | null>;
+}
+
+/** Runs `node <script> <args>` with `env` over this process's; SIGKILLed at cleanup if still running. */
+export function runNode(script: string, args: readonly string[], env: Record<string, string> = {}): NodeRun {
+  const child = spawn(process.execPath, [script, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  let err = '';
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (l) => lines.push(l));
+  child.stderr?.on('data', (c: Buffer) => {
+    err += c.toString();
+  });
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  cleanups.push(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return { child, lines, stderr: () => err, exit };
 }

@@ -1,42 +1,15 @@
-/**
- * The shipped binaries (built by `npm test`'s tsc -b step), run as child processes.
- */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { keyPairFromJwk, labelFor } from '@burrow/protocol';
 import { RELAY_OPTIONS } from '@burrow/relay';
-import { cleanup, cleanups, freePort, request, startApp, startRelay, waitFor } from '../kit';
+import { cleanup, freePort, request, runNode, startApp, startRelay, waitFor } from '../kit';
 
 const ROOT = join(__dirname, '..', '..');
 const AGENT_BIN = join(ROOT, 'apps/agent/dist/bin.js');
 const RELAY_BIN = join(ROOT, 'apps/relay/dist/main.js');
 
 afterEach(cleanup);
-
-interface Run {
-  child: ChildProcess;
-  lines: string[];
-  stderr: () => string;
-  exit: Promise<number | null>;
-}
-
-function run(bin: string, args: string[], env: Record<string, string> = {}): Run {
-  const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  let err = '';
-  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (l) => lines.push(l));
-  child.stderr?.on('data', (c: Buffer) => {
-    err += c.toString();
-  });
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  cleanups.push(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  return { child, lines, stderr: () => err, exit };
-}
 
 const home = (): string => mkdtempSync(join(tmpdir(), 'burrow-test-'));
 
@@ -45,7 +18,7 @@ describe('burrow (agent CLI)', () => {
     const { port: appPort } = await startApp((req, res) => res.end(`hi ${req.url}`));
     const relay = await startRelay();
     const dir = home();
-    const agent = run(AGENT_BIN, ['http', String(appPort), '--relay', relay.url, '--json'], { BURROW_HOME: dir });
+    const agent = runNode(AGENT_BIN, ['http', String(appPort), '--relay', relay.url, '--json'], { BURROW_HOME: dir });
     await waitFor(() => agent.lines.length > 0, 8000, 'online line');
     const online = JSON.parse(agent.lines[0] as string);
     expect(online).toEqual({
@@ -73,7 +46,7 @@ describe('burrow (agent CLI)', () => {
     });
     const relay = await startRelay();
     const dir = home();
-    const first = run(AGENT_BIN, ['http', `127.0.0.1:${appPort}`, '--relay', relay.url], { BURROW_HOME: dir });
+    const first = runNode(AGENT_BIN, ['http', `127.0.0.1:${appPort}`, '--relay', relay.url], { BURROW_HOME: dir });
     await waitFor(() => first.lines.some((l) => l.includes('→')), 8000, 'URL line');
     const urlLine = first.lines.find((l) => l.includes('→')) as string;
     const url = (urlLine.match(/http:\/\/\S+/) as RegExpMatchArray)[0];
@@ -83,7 +56,7 @@ describe('burrow (agent CLI)', () => {
     expect(first.lines.find((l) => l.startsWith('POST'))).toMatch(/^POST\s+\/items\s+201 \d+(\.\d)? ms$/);
     first.child.kill('SIGINT');
     expect(await first.exit).toBe(0);
-    const second = run(AGENT_BIN, ['http', `127.0.0.1:${appPort}`, '--relay', relay.url], { BURROW_HOME: dir });
+    const second = runNode(AGENT_BIN, ['http', `127.0.0.1:${appPort}`, '--relay', relay.url], { BURROW_HOME: dir });
     await waitFor(() => second.lines.some((l) => l.includes('→')), 8000, 'URL line');
     expect(second.lines.find((l) => l.includes('→'))).toContain(url);
   });
@@ -99,7 +72,7 @@ describe('burrow (agent CLI)', () => {
       } else waiting = true;
     });
     const relay = await startRelay({ requestTimeoutMs: 60_000 });
-    const agent = run(AGENT_BIN, ['http', String(appPort), '--relay', relay.url, '--json'], { BURROW_HOME: home() });
+    const agent = runNode(AGENT_BIN, ['http', String(appPort), '--relay', relay.url, '--json'], { BURROW_HOME: home() });
     await waitFor(() => agent.lines.length > 0, 8000, 'online line');
     const host = new URL(JSON.parse(agent.lines[0] as string).url).host;
     const http = await import('node:http');
@@ -136,14 +109,14 @@ describe('burrow (agent CLI)', () => {
     [['http', '3000', '--subdomain', 'bad_name'], 'DNS label'],
     [[], 'missing command'],
   ])('bad arguments %j exit 2 with a clear message', async (args, message) => {
-    const r = run(AGENT_BIN, args, { BURROW_HOME: home() });
+    const r = runNode(AGENT_BIN, args, { BURROW_HOME: home() });
     expect(await r.exit).toBe(2);
     expect(r.stderr()).toContain(message);
     expect(r.stderr()).toContain('Usage: burrow http');
   });
 
   test('--help lists the options and exits 0', async () => {
-    const r = run(AGENT_BIN, ['--help']);
+    const r = runNode(AGENT_BIN, ['--help']);
     expect(await r.exit).toBe(0);
     const text = r.lines.join('\n');
     for (const flag of ['--relay', '--subdomain', '--session', '--key', '--json', 'BURROW_RELAY']) expect(text).toContain(flag);
@@ -152,7 +125,7 @@ describe('burrow (agent CLI)', () => {
 
 describe('burrow-relay (relay CLI)', () => {
   test('--help lists every option with its env var and default', async () => {
-    const r = run(RELAY_BIN, ['--help']);
+    const r = runNode(RELAY_BIN, ['--help']);
     expect(await r.exit).toBe(0);
     const text = r.lines.join('\n');
     for (const o of RELAY_OPTIONS) {
@@ -169,13 +142,13 @@ describe('burrow-relay (relay CLI)', () => {
     [['--public-url', 'https://other.example.com'], {}, '--public-url'],
     [['--log-level', 'loud'], {}, 'not one of'],
   ])('bad configuration %j %j exits 2', async (args, env, message) => {
-    const r = run(RELAY_BIN, args, env as Record<string, string>);
+    const r = runNode(RELAY_BIN, args, env as Record<string, string>);
     expect(await r.exit).toBe(2);
     expect(r.stderr()).toContain(message);
   });
 
   test('starts from env, serves /healthz, exits 0 on SIGTERM', async () => {
-    const relay = run(RELAY_BIN, ['--host', '127.0.0.1', '--port', '0', '--log-level', 'info']);
+    const relay = runNode(RELAY_BIN, ['--host', '127.0.0.1', '--port', '0', '--log-level', 'info']);
     await waitFor(() => relay.lines.some((l) => l.includes('ready at')), 8000, 'ready line');
     const ready = JSON.parse(relay.lines.find((l) => l.includes('ready at')) as string);
     const listening = relay.lines.map((l) => JSON.parse(l)).find((l) => typeof l.msg === 'string' && l.msg.startsWith('Server listening at'));
@@ -190,7 +163,7 @@ describe('burrow-relay (relay CLI)', () => {
   test('a Redis that does not answer at start: a clear message and exit 1 (bound: 8 s)', async () => {
     const deadPort = await freePort();
     const started = Date.now();
-    const relay = run(RELAY_BIN, ['--host', '127.0.0.1', '--port', '0', '--redis', `redis://127.0.0.1:${deadPort}`, '--admin-listen', 'off']);
+    const relay = runNode(RELAY_BIN, ['--host', '127.0.0.1', '--port', '0', '--redis', `redis://127.0.0.1:${deadPort}`, '--admin-listen', 'off']);
     expect(await relay.exit).toBe(1);
     expect(relay.stderr()).toMatch(/^burrow-relay: cannot reach Redis at redis:\/\/127\.0\.0\.1:\d+.*ECONNREFUSED/m);
     expect(relay.stderr()).not.toMatch(/\n\s+at /); // a message, not a stack trace
@@ -203,7 +176,7 @@ describe('burrow --key', () => {
     const { port: appPort } = await startApp((_req, res) => res.end('k'));
     const relay = await startRelay();
     const keyPath = join(home(), 'nested', 'my-key.json');
-    const agent = run(AGENT_BIN, ['http', String(appPort), '--relay', relay.url, '--json', '--key', keyPath], { BURROW_HOME: home() });
+    const agent = runNode(AGENT_BIN, ['http', String(appPort), '--relay', relay.url, '--json', '--key', keyPath], { BURROW_HOME: home() });
     await waitFor(() => agent.lines.length > 0, 8000, 'online line');
     const online = JSON.parse(agent.lines[0] as string);
     expect(statSync(keyPath).mode & 0o777).toBe(0o600);
@@ -214,7 +187,7 @@ describe('burrow --key', () => {
     const dir = home();
     const keyPath = join(dir, 'key.json');
     require('node:fs').writeFileSync(keyPath, '{"kty":"OKP"}', { mode: 0o600 });
-    const r = run(AGENT_BIN, ['http', '3000', '--key', keyPath]);
+    const r = runNode(AGENT_BIN, ['http', '3000', '--key', keyPath]);
     expect(await r.exit).toBe(2);
     expect(r.stderr()).toContain('not a valid Ed25519 JWK');
   });

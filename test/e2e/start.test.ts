@@ -2,44 +2,26 @@
  * `burrow start --config <file>`: the shipped binary (built by tsc -b) running several forwards
  * from one config file against a real relay and real local apps.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { cleanup, cleanups, newKey, request, startApp, startRelay, startTunnel, waitFor } from '../kit';
+import { cleanup, type NodeRun, newKey, request, runNode, startApp, startRelay, startTunnel, waitFor } from '../kit';
 
 const AGENT_BIN = join(__dirname, '..', '..', 'apps/agent/dist/bin.js');
 
 afterEach(cleanup);
 
-interface Run {
-  child: ChildProcess;
-  lines: string[];
+interface Run extends NodeRun {
   events: () => Record<string, unknown>[];
-  stderr: () => string;
-  exit: Promise<number | null>;
 }
 
 function start(config: string, args: string[] = ['--json'], env: Record<string, string> = {}): Run {
   const dir = mkdtempSync(join(tmpdir(), 'burrow-start-'));
   const file = join(dir, 'burrow.yml');
   writeFileSync(file, config);
-  const child = spawn(process.execPath, [AGENT_BIN, 'start', '--config', file, ...args], {
-    env: { ...process.env, BURROW_HOME: dir, BURROW_TOKEN: '', BURROW_RELAY: '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: string[] = [];
-  let err = '';
-  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (l) => lines.push(l));
-  child.stderr?.on('data', (c: Buffer) => {
-    err += c.toString();
-  });
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  cleanups.push(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  return { child, lines, events: () => lines.map((l) => JSON.parse(l)), stderr: () => err, exit };
+  const r = runNode(AGENT_BIN, ['start', '--config', file, ...args], { BURROW_HOME: dir, BURROW_TOKEN: '', BURROW_RELAY: '', ...env });
+  return { ...r, events: () => r.lines.map((l) => JSON.parse(l)) };
 }
 
 const onlineOf = (run: Run, forward: string, event = 'online'): Record<string, unknown> | undefined =>
