@@ -196,7 +196,7 @@ describe('burrow --key', () => {
 describe('npm run demo (the quickstart)', () => {
   test('starts relay, example app and agent, and the printed curl line reaches the app', async () => {
     const [relayPort, appPort] = [await freePort(), await freePort()];
-    const demo = run(join(ROOT, 'examples/demo.js'), [], { BURROW_PORT: String(relayPort), DEMO_APP_PORT: String(appPort), BURROW_HOME: home() });
+    const demo = runNode(join(ROOT, 'examples/demo.js'), [], { BURROW_PORT: String(relayPort), DEMO_APP_PORT: String(appPort), BURROW_HOME: home() });
     await waitFor(() => demo.lines.some((l) => l.includes("curl -H 'Host: ")), 15_000, 'the curl line');
     const line = demo.lines.find((l) => l.includes("curl -H 'Host: ")) as string;
     const host = (line.match(/Host: ([^']+)'/) as RegExpMatchArray)[1] as string;
