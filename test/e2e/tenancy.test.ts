@@ -309,11 +309,11 @@ describe('admin API over the fleet (Redis)', () => {
     await redis.stop();
   });
 
-  async function adminNode(id: string) {
-    const bus = new RedisBus({ nodeId: id, url: redis.url, leaseTtlMs: 1500 });
+  async function adminNode(id: string, leaseTtlMs = 1500) {
+    const bus = new RedisBus({ nodeId: id, url: redis.url, leaseTtlMs });
     const store = new RedisTenantStore({ url: redis.url });
     cleanups.push(() => store.close());
-    const r = await startRelay({ nodeId: id, leaseTtlMs: 1500, auth: 'token', adminToken: ADMIN_TOKEN, adminListen: '127.0.0.1:0' }, bus, {
+    const r = await startRelay({ nodeId: id, leaseTtlMs, auth: 'token', adminToken: ADMIN_TOKEN, adminListen: '127.0.0.1:0' }, bus, {
       tenantStore: store,
     });
     return { ...r, admin: r.relay.adminUrl() as string };
@@ -328,6 +328,24 @@ describe('admin API over the fleet (Redis)', () => {
     const text = await res.text();
     return { status: res.status, json: text === '' ? undefined : (JSON.parse(text) as Record<string, unknown>) };
   }
+
+  test('the fleet listing follows a registration and a departure at once, not at the next periodic refresh (bound: 2 s; refresh every 10 s)', async () => {
+    const { port: appPort } = await startApp((_req, res) => res.end('ok'));
+    const suffix = Math.random().toString(36).slice(2, 8);
+    const a = await adminNode(`la-${suffix}`, 30_000);
+    const b = await adminNode(`lb-${suffix}`, 30_000);
+    await api(a.admin, 'POST', '/v1/tenants', { id: `list-${suffix}`, name: 'List' });
+    const token = (await api(a.admin, 'POST', `/v1/tenants/list-${suffix}/tokens`, {})).json?.token as string;
+    const listed = async (): Promise<string[]> => {
+      const body = (await api(b.admin, 'GET', `/v1/tunnels?tenant=list-${suffix}`)).json as { tunnels: Array<{ label: string }> };
+      return body.tunnels.map((t) => t.label);
+    };
+    // Both nodes have published once (at start); from now on only the incremental path can change the listing for 10 s.
+    const tunnel = await startTunnel(a.url, appPort, { token });
+    await waitFor(async () => (await listed()).includes(tunnel.label), 2000, 'the new tunnel listed through the other node');
+    await tunnel.close();
+    await waitFor(async () => !(await listed()).includes(tunnel.label), 2000, 'the tunnel gone from the listing');
+  });
 
   test('tenants and tokens through the API; live tunnels listed from every node; a disconnect reaches the holding node; history records it', async () => {
     const { port: appPort } = await startApp((_req, res) => res.end('ok'));

@@ -14,6 +14,10 @@ export interface Fleet {
   releaseSlot(tenant: string, sessionId: string): Promise<void>;
   /** Publishes this node's live sessions (replacing what it published before) and keeps their slots. */
   refresh(live: readonly LiveTunnel[]): Promise<void>;
+  /** Adds or updates one session in this node's listing (a registration), without a full refresh. */
+  upsert(live: LiveTunnel): Promise<void>;
+  /** Drops one session from this node's listing. */
+  remove(sessionId: string): Promise<void>;
   /** Live tunnels on every node. */
   list(): Promise<LiveTunnel[]>;
   /** Adds `delta` requests to `tenant`'s count for `minute`; resolves to the fleet-wide count. */
@@ -49,6 +53,12 @@ export class MemoryFleet implements Fleet {
   async refresh(live: readonly LiveTunnel[]): Promise<void> {
     this.live = live;
   }
+
+  async upsert(): Promise<void> {
+    // list() reads the sessions themselves: nothing is kept to update.
+  }
+
+  async remove(): Promise<void> {}
 
   async list(): Promise<LiveTunnel[]> {
     return this.localLive();
@@ -129,6 +139,21 @@ export class RedisFleet implements Fleet {
       // Each tenant's slots live as long as its sessions do.
       for (const t of live) if (t.tenant !== undefined) ops.push(c.zadd(this.slotsKey(t.tenant), 'XX', now + this.leaseTtlMs, t.sessionId));
       await Promise.all(ops);
+    });
+  }
+
+  upsert(live: LiveTunnel): Promise<void> {
+    const node = this.bus.nodeId;
+    const key = this.liveKey(node);
+    const ttl = 2 * this.leaseTtlMs;
+    return this.bus.command('publish a live tunnel', async (c) => {
+      await Promise.all([c.hset(key, live.sessionId, JSON.stringify(live)), c.pexpire(key, ttl), c.zadd(this.nodesKey, Date.now() + ttl, node)]);
+    });
+  }
+
+  remove(sessionId: string): Promise<void> {
+    return this.bus.command('unpublish a live tunnel', async (c) => {
+      await c.hdel(this.liveKey(this.bus.nodeId), sessionId);
     });
   }
 

@@ -118,20 +118,21 @@ export class Tenancy implements LiveTunnels {
   /** A session registered: history and listing. */
   sessionOpened(s: TenantSession): void {
     if (s.tenant !== undefined) this.history(s.tenant.id, this.event(s, 'connect'));
-    void this.refresh();
+    // One entry, not the node's whole listing: a reconnect storm must not cost O(sessions) each.
+    this.fleet.upsert(this.liveOf(s)).catch((err: unknown) => this.log.debug({ err }, 'could not publish a live tunnel; the periodic refresh will'));
   }
 
   /** A session ended (registered or not): its slot, history and listing. */
   sessionClosed(s: TenantSession, reason: string, registered: boolean): void {
+    if (registered) {
+      this.fleet.remove(s.id).catch((err: unknown) => this.log.debug({ err }, 'could not unpublish a live tunnel; the periodic refresh will'));
+    }
     const tenant = s.tenant;
     if (tenant === undefined) return;
     if (tenant.quotas.maxTunnels !== undefined) {
       this.fleet.releaseSlot(tenant.id, s.id).catch((err: unknown) => this.log.debug({ err }, 'could not release a tunnel slot; it expires by itself'));
     }
-    if (registered) {
-      this.history(tenant.id, { ...this.event(s, 'disconnect'), reason });
-      void this.refresh();
-    }
+    if (registered) this.history(tenant.id, { ...this.event(s, 'disconnect'), reason });
   }
 
   private event(s: TenantSession, kind: HistoryEvent['kind']): HistoryEvent {
@@ -146,24 +147,27 @@ export class Tenancy implements LiveTunnels {
   localLive(): LiveTunnel[] {
     const out: LiveTunnel[] = [];
     for (const s of this.sessions.byId.values()) {
-      const t = s as unknown as TenantSession;
-      if (!t.isActive) continue;
-      out.push({
-        kind: t.kind,
-        label: t.labels[0] ?? '',
-        ...(t.tcpPort !== undefined ? { tcpPort: t.tcpPort } : {}),
-        names: t.labels.slice(1),
-        ...(t.tenant !== undefined ? { tenant: t.tenant.id } : {}),
-        node: this.bus.nodeId,
-        sessionId: t.id,
-        connectedAt: t.connectedAt,
-        peer: t.remoteAddress,
-        requests: t.requests,
-        bytesIn: t.bytesIn,
-        bytesOut: t.bytesOut,
-      });
+      const t: TenantSession = s;
+      if (t.isActive) out.push(this.liveOf(t));
     }
     return out;
+  }
+
+  private liveOf(t: TenantSession): LiveTunnel {
+    return {
+      kind: t.kind,
+      label: t.labels[0] ?? '',
+      ...(t.tcpPort !== undefined ? { tcpPort: t.tcpPort } : {}),
+      names: t.labels.slice(1),
+      ...(t.tenant !== undefined ? { tenant: t.tenant.id } : {}),
+      node: this.bus.nodeId,
+      sessionId: t.id,
+      connectedAt: t.connectedAt,
+      peer: t.remoteAddress,
+      requests: t.requests,
+      bytesIn: t.bytesIn,
+      bytesOut: t.bytesOut,
+    };
   }
 
   private async refresh(): Promise<void> {
@@ -179,7 +183,7 @@ export class Tenancy implements LiveTunnels {
     if (this.store === undefined || this.sweeping) return;
     const held = new Map<string, TenantSession[]>();
     for (const s of this.sessions.byId.values()) {
-      const t = s as unknown as TenantSession;
+      const t: TenantSession = s;
       if (t.tokenId === undefined || !t.isActive) continue;
       const list = held.get(t.tokenId) ?? [];
       list.push(t);
@@ -210,7 +214,7 @@ export class Tenancy implements LiveTunnels {
   }
 
   async disconnect(label: string): Promise<boolean> {
-    const local = this.sessions.byLabel.get(label) as unknown as TenantSession | undefined;
+    const local = this.sessions.byLabel.get(label);
     if (local !== undefined) {
       local.close('BURROW_ERR_ADMIN_DISCONNECT', 'an operator disconnected this tunnel');
       return true;
