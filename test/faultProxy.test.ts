@@ -1,7 +1,7 @@
 /** The fault proxy itself: each fault does what it says on a plain TCP echo target. */
 import net, { type AddressInfo, type Socket } from 'node:net';
-import { cleanup, cleanups, waitFor } from './kit';
 import { FaultProxy } from './faultProxy';
+import { cleanup, cleanups, waitFor } from './kit';
 
 afterEach(cleanup);
 
