@@ -79,6 +79,12 @@ class Reader {
   }
   headers(): string[] {
     const pairs = this.u16();
+    // Every field takes at least its 2-byte length: a count the remaining bytes cannot hold is
+    // refused before a list is allocated for it (else 6 hostile bytes cost a 131070-slot array).
+    const left = this.buf.length - this.offset;
+    if (pairs * 4 > left) {
+      throw new BurrowError('BURROW_ERR_PROTOCOL', `${this.what} declares ${pairs * 2} header fields in ${left} bytes`);
+    }
     const out = new Array<string>(pairs * 2);
     for (let i = 0; i < pairs * 2; i++) out[i] = this.str(this.u16());
     return out;
