@@ -217,7 +217,8 @@ export class FaultProxy {
         this.apply(link, trigger.fault);
         return;
       }
-      if (this.bytesPerSecond > 0 || this.latencyMs > 0 || queue.length > 0) {
+      // A piece still waiting out its delay goes first, even once the throttle is lifted: never reorder.
+      if (this.bytesPerSecond > 0 || this.latencyMs > 0 || queue.length > 0 || sending) {
         queue.push(chunk);
         from.pause();
         pump();
