@@ -104,6 +104,25 @@ describe('WebSocket passthrough', () => {
     await waitFor(() => relay.relay.stats().ingressStreams === 0 && relay.relay.stats().agentStreams === 0, 3000, 'streams released');
   });
 
+  test.each([
+    ['its agent stops', 1011, 'BURROW_ERR_AGENT_DISCONNECTED'],
+    ['the relay shuts down', 1001, 'BURROW_ERR_RELAY_SHUTTING_DOWN'],
+  ] as const)('a WebSocket whose tunnel ends under it because %s is closed by the relay with %d and the code as reason', async (what, code, reason) => {
+    const appPort = await wsApp((ws) => {
+      ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+    });
+    const relay = await startRelay();
+    const tunnel = await startTunnel(relay.url, appPort);
+    const client = await openClient(relay.port, hostOf(tunnel.url));
+    const closed = new Promise<{ code: number; reason: string }>((resolve) => client.on('close', (c, r) => resolve({ code: c, reason: r.toString() })));
+    const echoed = new Promise((r) => client.once('message', r));
+    client.send('hello');
+    await echoed;
+    if (what === 'its agent stops') await tunnel.close();
+    else await relay.relay.close();
+    expect(await closed).toEqual({ code, reason });
+  });
+
   test('a local app that refuses the upgrade is answered with its status and body', async () => {
     const { server, port: appPort } = await startApp((_req, res) => res.end());
     server.on('upgrade', (_req, socket) => {

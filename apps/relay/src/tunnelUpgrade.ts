@@ -11,7 +11,7 @@ import { validateHeaderName, validateHeaderValue } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Holder } from '@burrow/bus';
-import { bridge, type MuxStream } from '@burrow/mux';
+import { type ByteDuplex, bridge, type MuxStream } from '@burrow/mux';
 import { type BurrowError, decodeResponseHead, ERRORS, type ErrorCode, FrameType, type Reason, type ResponseHead } from '@burrow/protocol';
 import { rawErrorResponse } from './errorResponse';
 import { encodeOpenHead } from './forwardHeaders';
@@ -19,6 +19,7 @@ import { admitVisitor } from './ingressPolicy';
 import type { RelayContext } from './relayContext';
 import { RequestRecord } from './requestRecord';
 import { resolveLocal, resolveRemote } from './resolveTunnel';
+import { WsFrameBoundary, wsCloseFrame } from './wsFrameBoundary';
 
 /** Byte counters of the socket under an upgrade (a net.Socket for node:http servers). */
 const bytesRead = (socket: Duplex): number => (socket as Partial<Pick<Socket, 'bytesRead'>>).bytesRead ?? 0;
@@ -95,6 +96,39 @@ function serializeHead(head: ResponseHead, closeAfter: boolean): Buffer {
   return Buffer.from(`${out}\r\n`, 'latin1');
 }
 
+/** The public socket as the bridge sees it, the app's bytes followed frame by frame on their way out. */
+function followed(socket: Duplex, frames: WsFrameBoundary): ByteDuplex {
+  return {
+    write(chunk: Buffer) {
+      frames.feed(chunk);
+      return socket.write(chunk);
+    },
+    end: () => void socket.end(),
+    destroy: () => void socket.destroy(),
+    pause: () => void socket.pause(),
+    resume: () => void socket.resume(),
+    on: socket.on.bind(socket),
+    get writableEnded() {
+      return socket.writableEnded;
+    },
+    get destroyed() {
+      return socket.destroyed;
+    },
+    setTimeout: (ms: number) => (socket as Partial<Pick<Socket, 'setTimeout'>>).setTimeout?.(ms),
+  };
+}
+
+/**
+ * The close frame for a public WebSocket whose stream was reset with `code` (none when the client
+ * itself left, or when a frame is half written): 1001 (going away) or 1013 (try again later) where
+ * the error table says so, else 1011; the reason is the code.
+ */
+function farewell(frames: WsFrameBoundary, code: ErrorCode): Buffer | undefined {
+  if (code === 'BURROW_ERR_CANCELLED' || !frames.canAddFrame) return undefined;
+  const close = ERRORS[code].close;
+  return wsCloseFrame(close === 1001 || close === 1013 ? close : 1011, code);
+}
+
 function proxyUpgrade(ctx: RelayContext, req: IncomingMessage, socket: Duplex, head: Buffer, holder: Holder, record: RequestRecord, marks: WireMarks): void {
   const refusal = admitVisitor(ctx, holder, req);
   if (refusal !== undefined) {
@@ -148,8 +182,12 @@ function proxyUpgrade(ctx: RelayContext, req: IncomingMessage, socket: Duplex, h
       marks.writtenAfterHead = bytesWritten(socket);
       if (response.status === 101) {
         if (head.length > 0) stream.write(head);
-        bridge(socket, stream, {
+        // A WebSocket whose tunnel dies (agent gone, relay shutting down) is closed with a close
+        // frame saying why, when the app's bytes stand between frames; mid-frame it can only be dropped.
+        const frames = req.headers.upgrade?.toLowerCase() === 'websocket' ? new WsFrameBoundary() : undefined;
+        bridge(frames === undefined ? socket : followed(socket, frames), stream, {
           failureCode: 'BURROW_ERR_CANCELLED',
+          ...(frames !== undefined ? { farewell: (reason: Reason) => farewell(frames, reason.code) } : {}),
           onDone: (reason) => {
             if (reason !== undefined) record.fail(reason.code);
             ctx.log.debug({ url: req.url, code: reason?.code }, 'websocket closed');

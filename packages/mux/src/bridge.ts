@@ -48,6 +48,11 @@ export interface BridgeOptions {
   readonly onHead?: () => void;
   /** Resets after which the duplex gets a clean close (closeGently) instead of being destroyed. */
   readonly closeGentlyOn?: (code: ErrorCode) => boolean;
+  /**
+   * Last bytes for the duplex's peer when the stream is reset (a WebSocket close frame saying why),
+   * written before a clean close; undefined: closeGentlyOn decides as usual.
+   */
+  readonly farewell?: (reason: Reason) => Buffer | undefined;
   /** The reason given when the duplex closes first; `endedFirst`: it had ended its side cleanly. */
   readonly closedMessage?: (endedFirst: boolean) => string;
 }
@@ -80,7 +85,11 @@ export function bridge(duplex: ByteDuplex, stream: MuxStream, options: BridgeOpt
       if (duplexEnded) finish(undefined);
     },
     onReset(reason) {
-      if (options.closeGentlyOn?.(reason.code) === true) closeGently(duplex);
+      const last = duplex.writableEnded === true || duplex.destroyed === true ? undefined : options.farewell?.(reason);
+      if (last !== undefined) {
+        duplex.write(last);
+        closeGently(duplex);
+      } else if (options.closeGentlyOn?.(reason.code) === true) closeGently(duplex);
       else duplex.destroy();
       finish(reason);
     },

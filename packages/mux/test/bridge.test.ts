@@ -224,6 +224,40 @@ describe('bridge with a controlled duplex (agent side), relay stream driven by h
     expect(hard.duplex.destroyed).toBe(true);
   });
 
+  test('farewell: a RESET writes its bytes to the duplex, then closes it gently; undefined falls back to destroying it', () => {
+    const farewell = (r: Reason): Buffer | undefined => (r.code === 'BURROW_ERR_AGENT_DISCONNECTED' ? Buffer.from(`bye ${r.message}`) : undefined);
+    const told = setup(1000, 'BURROW_ERR_CANCELLED', { farewell });
+    told.rs.reset('BURROW_ERR_AGENT_DISCONNECTED', 'agent gone');
+    told.pair.pump();
+    expect(told.duplex.bytes.toString()).toBe('bye agent gone');
+    expect(told.duplex.ended).toBe(true);
+    expect(told.duplex.destroyed).toBe(false);
+    expect(told.done).toStrictEqual([{ code: 'BURROW_ERR_AGENT_DISCONNECTED', message: 'agent gone' }]);
+    const untold = setup(1000, 'BURROW_ERR_CANCELLED', { farewell });
+    untold.rs.reset('BURROW_ERR_PROTOCOL', 'broken');
+    untold.pair.pump();
+    expect(untold.duplex.written).toHaveLength(0);
+    expect(untold.duplex.destroyed).toBe(true);
+  });
+
+  test('farewell is not asked once the duplex has ended its side: nothing is written after an end', () => {
+    let asked = 0;
+    const { duplex, pair, rs } = setup(1000, 'BURROW_ERR_CANCELLED', {
+      farewell: () => {
+        asked++;
+        return Buffer.from('late');
+      },
+    });
+    rs.end();
+    pair.pump();
+    expect(duplex.ended).toBe(true);
+    Object.defineProperty(duplex, 'writableEnded', { value: true });
+    rs.reset('BURROW_ERR_AGENT_DISCONNECTED', 'agent gone');
+    pair.pump();
+    expect(asked).toBe(0);
+    expect(duplex.written).toHaveLength(0);
+  });
+
   test('closedMessage words the reset sent when the duplex closes first', () => {
     const { duplex, done } = setup(1000, 'BURROW_ERR_CANCELLED', { closedMessage: (endedFirst) => (endedFirst ? 'ended early' : 'client gone') });
     duplex.emit('close', false);
