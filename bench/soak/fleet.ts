@@ -32,6 +32,20 @@ export interface SoakTunnel {
   readonly tunnel: Tunnel;
   /** Host header naming this tunnel on `node`. */
   hostOn(node: RelayNode): string;
+  /** Streams open in the agent's current session (its stream table); undefined while it has none. */
+  agentStreams(): number | undefined;
+}
+
+/**
+ * The agent keeps its stream table private; the soak reads its size to check that streams end on
+ * the agent's side too. A change of those internals throws here (and fails the soak) rather
+ * than passing unchecked.
+ */
+function agentStreamCount(agent: Tunnel['agent']): number | undefined {
+  const conn = (agent as unknown as { conn?: { mux?: { size?: unknown } } }).conn;
+  if (conn === undefined || conn.mux === undefined) return undefined;
+  if (typeof conn.mux.size !== 'number') throw new Error('cannot read the stream table of an agent (Agent.conn.mux.size): update bench/soak/fleet.ts');
+  return conn.mux.size;
 }
 
 export interface Fleet {
@@ -102,7 +116,15 @@ export async function startFleet(options: SoakOptions, ledger: Ledger, log: (lin
       });
       agent.on('online', (e) => ledger.agentOnline(p.name, e.reconnected));
       agent.on('fatal', (err) => ledger.problems.push(`tunnel ${p.name}: agent stopped: ${err.code}: ${err.message}`));
-      return { name: p.name, label: tunnel.label, holder, proxy: p.proxy, tunnel, hostOn: (node) => `${tunnel.label}.localhost:${node.port}` };
+      return {
+        name: p.name,
+        label: tunnel.label,
+        holder,
+        proxy: p.proxy,
+        tunnel,
+        hostOn: (node) => `${tunnel.label}.localhost:${node.port}`,
+        agentStreams: () => agentStreamCount(agent),
+      };
     }),
   );
   log(`${tunnels.length} tunnels online: ${proxiedCount} behind fault proxies, ${tunnels.length - proxiedCount} direct (control)`);

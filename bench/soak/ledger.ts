@@ -80,6 +80,7 @@ export interface KindCounts {
 
 /** Most durations kept per kind for the percentiles (a 10-minute run stays well under it). */
 const MAX_DURATIONS = 500_000;
+const SLOWEST_KEPT = 10;
 
 export interface Classified {
   readonly expected: FailedOp[];
@@ -100,6 +101,8 @@ export class Ledger {
   readonly failures: FailedOp[] = [];
   /** Durations (ms) of the successful operations, per kind. */
   readonly durations: Record<OpKind, number[]> = Object.fromEntries(OP_KINDS.map((k) => [k, []])) as unknown as Record<OpKind, number[]>;
+  /** The slowest successful operations (longest first), to see where the time went. */
+  readonly slowest: (Omit<FailedOp, 'error' | 'defect'> & { readonly ms: number })[] = [];
   droppedFailures = 0;
   readonly windows: FaultWindow[] = [];
   readonly offline: OfflineSpan[] = [];
@@ -128,7 +131,13 @@ export class Ledger {
     c.units += outcome.units;
     if (outcome.ok) {
       c.ok++;
-      if (this.durations[op.kind].length < MAX_DURATIONS) this.durations[op.kind].push(op.end - op.start);
+      const ms = op.end - op.start;
+      if (this.durations[op.kind].length < MAX_DURATIONS) this.durations[op.kind].push(ms);
+      if (this.slowest.length < SLOWEST_KEPT || ms > (this.slowest[this.slowest.length - 1]?.ms ?? 0)) {
+        this.slowest.push({ ...op, ms });
+        this.slowest.sort((a, b) => b.ms - a.ms);
+        this.slowest.length = Math.min(this.slowest.length, SLOWEST_KEPT);
+      }
       return;
     }
     c.failed++;

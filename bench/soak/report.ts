@@ -67,6 +67,8 @@ export interface SoakReport {
     readonly spans: readonly OfflineSpan[];
   };
   readonly unexpected: { readonly count: number; readonly first: readonly FailedOp[] };
+  /** The slowest successful operations. */
+  readonly slowest: readonly (Omit<FailedOp, 'error' | 'defect'> & { readonly ms: number })[];
   /** The first expected failures, to check the attribution by eye. */
   readonly expectedFirst: readonly FailedOp[];
   /** Expected failures by error text, most frequent first. */

@@ -124,11 +124,17 @@ export async function runSoak(options: SoakOptions, log: (line: string) => void)
     const quietStart = Date.now();
     const socketsBefore = new Map(fleet.nodes.map((n) => [n, sampler.series[n.name]?.[0]?.sockets ?? -1]));
     let states = await endStates(fleet, socketsBefore);
+    // Agents whose session still holds streams (undefined: no session at all).
+    const busyAgents = (): string[] =>
+      fleet.tunnels.flatMap((t) => {
+        const n = t.agentStreams();
+        return n === 0 ? [] : [`${t.name} ${n === undefined ? 'without a session' : `${n} streams`}`];
+      });
     try {
       await waitFor(
         async () => {
           states = await endStates(fleet, socketsBefore);
-          return [...states.values()].every(quiet);
+          return [...states.values()].every(quiet) && busyAgents().length === 0;
         },
         QUIET_DEADLINE_MS,
         'relays holding no stream',
@@ -137,13 +143,14 @@ export async function runSoak(options: SoakOptions, log: (line: string) => void)
       // reported below with the last values seen
     }
     const waitedMs = Date.now() - quietStart;
-    const quietOk = [...states.values()].every(quiet);
-    const endDetail = fleet.nodes
+    const busy = busyAgents();
+    const quietOk = [...states.values()].every(quiet) && busy.length === 0;
+    const endDetail = `${fleet.nodes
       .map((n) => {
         const s = states.get(n) as NodeEndState;
         return `${n.name}: streams ${s.streamsIngress} ingress / ${s.streamsAgent} agent, sessions ${s.sessions} of ${s.expectedSessions} (${s.pendingSessions} pending), TCP sockets ${s.sockets} (${s.socketsBefore} before the traffic)`;
       })
-      .join('; ');
+      .join('; ')}; agents: ${busy.length === 0 ? `no stream open in any of ${fleet.tunnels.length}` : busy.join(', ')}`;
     await sampler.sampleOnce('after');
 
     // Judging.
@@ -218,6 +225,7 @@ export async function runSoak(options: SoakOptions, log: (line: string) => void)
       },
       unexpected: { count: classified.unexpected.length, first: classified.unexpected.slice(0, 10) as FailedOp[] },
       expectedFirst: classified.expected.slice(0, 30),
+      slowest: ledger.slowest,
       expectedByError: sortedExpected,
       problems: [...ledger.problems],
       memoryCriterion: criterion(options.maxGrowthPct),
