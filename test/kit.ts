@@ -159,14 +159,17 @@ import WebSocket from 'ws';
 export class RawAgent {
   readonly frames: Frame[] = [];
   closeCode: number | undefined;
+  /** The close frame's reason text (the relay puts the BURROW_ERR_* code there). */
+  closeReason: string | undefined;
   private waiters: (() => void)[] = [];
   constructor(readonly ws: WebSocket) {
     ws.on('message', (data: Buffer) => {
       decodeFrames(data, 'relayToAgent', (f) => this.frames.push({ ...f, payload: Buffer.from(f.payload) }));
       this.wake();
     });
-    ws.on('close', (code: number) => {
+    ws.on('close', (code: number, reason: Buffer) => {
       this.closeCode = code;
+      this.closeReason = reason.toString();
       this.wake();
     });
     ws.on('error', () => {});
@@ -193,6 +196,21 @@ export class RawAgent {
       if (this.closeCode !== undefined) throw new Error(`socket closed (${this.closeCode}) before frame 0x${type.toString(16)}`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`no frame 0x${type.toString(16)} within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+  /** Waits, woken by each frame and by the close, until `check` holds. */
+  async until(check: () => boolean, timeoutMs = 3000, what = 'condition'): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!check()) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
         this.waiters.push(() => {

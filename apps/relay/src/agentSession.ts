@@ -48,6 +48,14 @@ interface Route {
 
 type State = 'greeting' | 'registering' | 'active' | 'closed';
 
+/**
+ * Most bytes queued toward an agent's socket before the relay stops reading frames from it that
+ * it must answer (PING, a connector's OPEN). Without it an agent that sends and never reads makes
+ * the relay queue PONGs and RESETs without bound (measured: 94 MB of PONGs from a 2 s flood).
+ * Stream data toward the agent is bounded by credit windows and never trips this by itself.
+ */
+const MAX_AGENT_BACKLOG_BYTES = 1024 * 1024;
+
 export class AgentSession {
   readonly id = nanoid();
   labels: string[] = [];
@@ -89,6 +97,8 @@ export class AgentSession {
   private connector: ConnectorStreams | undefined;
   /** A sharing agent (`burrow share tcp`): its share's name. */
   shareName: string | undefined;
+  /** Reading from the agent is paused until it reads what it provoked (see MAX_AGENT_BACKLOG_BYTES). */
+  private readPaused = false;
 
   /** What this session serves, for listings. */
   get kind(): 'http' | 'tcp' | 'share' | 'connect' {
@@ -110,11 +120,31 @@ export class AgentSession {
     this.lastReceivedMs = this.lastSentMs = Date.now();
     this.batcher = new FrameBatcher((batch) => {
       this.lastSentMs = Date.now();
-      this.ws.send(batch, { binary: true });
+      this.ws.send(batch, { binary: true }, this.onSent);
     });
     ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
     ws.on('close', (code) => this.onSocketClosed(code));
     ws.on('error', (err) => this.log.debug({ err }, 'agent socket error'));
+  }
+
+  /** A batch reached the socket: reading resumes once the agent has taken most of its backlog. */
+  private readonly onSent = (): void => {
+    if (this.readPaused && this.state !== 'closed' && this.ws.bufferedAmount <= MAX_AGENT_BACKLOG_BYTES / 2) {
+      this.readPaused = false;
+      this.ws.resume();
+    }
+  };
+
+  /**
+   * The agent sent a frame the relay must answer. If it is not reading what it was already sent,
+   * stop reading from it until it does: what it can make the relay queue stays bounded (the rest of
+   * the current message, at most), and a peer that never reads meets the heartbeat timeout.
+   */
+  private throttleAnswers(): void {
+    if (this.readPaused || this.ws.bufferedAmount <= MAX_AGENT_BACKLOG_BYTES) return;
+    this.readPaused = true;
+    this.ws.pause();
+    this.log.debug({ backlog: this.ws.bufferedAmount }, 'agent is not reading its answers; reading from it paused');
   }
 
   get streamCount(): number {
@@ -177,6 +207,7 @@ export class AgentSession {
     }
     switch (frame.type) {
       case FrameType.PING:
+        this.throttleAnswers();
         this.batcher.sendFrame(FrameType.PONG, 0, 0, Buffer.from(frame.payload));
         return;
       case FrameType.PONG:
@@ -446,6 +477,8 @@ export class AgentSession {
       if (this.connector === undefined) {
         throw new BurrowError('BURROW_ERR_PROTOCOL', `frame for stream ${frame.streamId}: only an agent registered with "connect" opens streams`);
       }
+      // Every OPEN is answered (a RESET when refused): a flood of them is a flood of answers.
+      if (frame.type === FrameType.OPEN) this.throttleAnswers();
       this.connector.fromAgent(frame);
       return;
     }
@@ -540,6 +573,8 @@ export class AgentSession {
     }
     this.batcher.close();
     this.ws.close(ERRORS[code].close, code);
+    // Read again, so that the agent's close frame is seen and the socket goes now, not at ws's close timeout.
+    if (this.readPaused) this.ws.resume();
     // A peer that stopped answering pings will not answer the close handshake either: let its socket
     // go now (the agent, if still there, learns at once) rather than after ws's 30 s close timeout.
     if (code === 'BURROW_ERR_HEARTBEAT_TIMEOUT') this.ws.terminate();

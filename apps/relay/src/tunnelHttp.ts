@@ -124,6 +124,8 @@ function proxyRequest(ctx: RelayContext, req: IncomingMessage, res: ServerRespon
 class HttpExchange implements StreamHandler {
   private timer: NodeJS.Timeout | undefined;
   private headSeen = false;
+  /** The response's Content-Length, when it has one and a body: the body must be exactly this long. */
+  private declaredBytes: number | undefined;
   private owedCredit = 0;
   private waitingDrain = false;
 
@@ -191,14 +193,24 @@ class HttpExchange implements StreamHandler {
       this.failBeforeHead('BURROW_ERR_LOCAL_ERROR', `agent sent an unreadable response head: ${(err as Error).message}`);
       return;
     }
+    let declared: number | undefined;
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i] as string;
-      if (name.length === 14 && name.toLowerCase() === 'content-length' && Number(headers[i + 1]) > this.maxBodyBytes) {
-        this.failBeforeHead(
-          'BURROW_ERR_RESPONSE_TOO_LARGE',
-          `the local app's response of ${headers[i + 1]} bytes is over this relay's limit of ${this.maxBodyBytes} bytes`,
-        );
-        return;
+      if (name.length === 14 && name.toLowerCase() === 'content-length') {
+        const value = headers[i + 1] as string;
+        // One plain decimal, once: a client and a proxy in front of the relay must agree where this response ends.
+        if (declared !== undefined || !/^\d{1,15}$/.test(value)) {
+          this.failBeforeHead('BURROW_ERR_LOCAL_ERROR', `the local app sent an invalid or repeated Content-Length (${JSON.stringify(value)})`);
+          return;
+        }
+        declared = Number(value);
+        if (declared > this.maxBodyBytes) {
+          this.failBeforeHead(
+            'BURROW_ERR_RESPONSE_TOO_LARGE',
+            `the local app's response of ${value} bytes is over this relay's limit of ${this.maxBodyBytes} bytes`,
+          );
+          return;
+        }
       }
       if (hasHopByHop(name)) {
         headers = stripHopByHop(headers);
@@ -216,9 +228,10 @@ class HttpExchange implements StreamHandler {
       return;
     }
     this.record.responded(status);
+    // Node sends no body for these whatever is written; elsewhere the body must match the declared length.
+    if (this.req.method !== 'HEAD' && status !== 204 && status !== 304) this.declaredBytes = declared;
     if (fin) {
-      res.end();
-      this.logDone(status);
+      this.onEnd();
     } else {
       // Flush the head now unless body bytes follow in this same batch (SSE needs it at once).
       queueMicrotask(() => {
@@ -233,6 +246,15 @@ class HttpExchange implements StreamHandler {
       ctx.log.warn({ url: this.req.url, bytes: record.bytesOut + chunk.length }, 'response body over the limit; cutting the connection');
       record.fail('BURROW_ERR_RESPONSE_TOO_LARGE');
       stream.reset('BURROW_ERR_RESPONSE_TOO_LARGE', `response body is over this relay's limit of ${this.maxBodyBytes} bytes`);
+      res.destroy();
+      return;
+    }
+    if (this.declaredBytes !== undefined && record.bytesOut + chunk.length > this.declaredBytes) {
+      // Written on, the extra bytes would reach a keep-alive client (or a proxy's pooled connection) as the next response.
+      const message = `the local app sent more than the ${this.declaredBytes} bytes its Content-Length declared`;
+      ctx.log.warn({ url: this.req.url, code: 'BURROW_ERR_LOCAL_ERROR' }, `${message}; cutting the connection`);
+      record.fail('BURROW_ERR_LOCAL_ERROR');
+      stream.reset('BURROW_ERR_LOCAL_ERROR', message);
       res.destroy();
       return;
     }
@@ -256,6 +278,16 @@ class HttpExchange implements StreamHandler {
   };
 
   onEnd(): void {
+    if (this.declaredBytes !== undefined && this.record.bytesOut < this.declaredBytes) {
+      // Ended normally, the client would wait for the rest, or read its next response as this body.
+      this.ctx.log.warn(
+        { url: this.req.url, code: 'BURROW_ERR_LOCAL_ERROR', bytes: this.record.bytesOut },
+        `the local app ended its response short of the ${this.declaredBytes} bytes its Content-Length declared; cutting the connection`,
+      );
+      this.record.fail('BURROW_ERR_LOCAL_ERROR');
+      this.res.destroy();
+      return;
+    }
     this.res.end();
     this.logDone(this.res.statusCode);
   }
