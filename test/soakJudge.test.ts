@@ -114,19 +114,26 @@ describe('attribution of failures (ledger)', () => {
 
 describe('memory verdict', () => {
   const MiB = 1024 * 1024;
-  const curve = (minutes: number, live: (t: number) => number, rss: (t: number) => number = () => 100 * MiB): MemoryPoint[] => {
+  /** A sample every 5 s for `minutes`: heap and external after GC, RSS, as functions of t. */
+  const curve = (
+    minutes: number,
+    heap: (t: number) => number,
+    external: (t: number) => number = () => 2 * MiB,
+    rss: (t: number) => number = () => 100 * MiB,
+  ) => {
     const out: MemoryPoint[] = [];
     for (let t = 0; t <= minutes * 60_000; t += 5000) {
-      const l = live(t);
+      const h = heap(t);
+      const e = external(t);
       out.push({
         t,
         phase: t === 0 ? 'before' : 'traffic',
         rss: rss(t),
-        heapUsed: l,
-        heapTotal: 2 * l,
-        liveHeap: l,
-        liveExternal: 0,
-        live: l,
+        heapUsed: h,
+        heapTotal: 2 * h,
+        liveHeap: h,
+        liveExternal: e,
+        live: h + e,
         rssAfterGc: rss(t),
         gcMs: 5,
         sockets: 10,
@@ -140,35 +147,58 @@ describe('memory verdict', () => {
     }
     return out;
   };
+  /** 0, 1, 2, 0, 1, 2, …: sampling noise. */
+  const wobble = (t: number): number => (t / 5000) % 3;
 
-  test('a curve that rose during warm-up and then stays flat (with noise) has levelled off', () => {
+  test('a curve that rose during warm-up and then stays flat, with bodies in flight coming and going, has levelled off', () => {
     const v = levelling(
-      curve(10, (t) => Math.min(20, 12 + t / 10_000) * MiB + ((t / 5000) % 3) * 0.3 * MiB),
+      curve(
+        10,
+        (t) => Math.min(20, 12 + t / 10_000) * MiB + wobble(t) * 0.3 * MiB,
+        (t) => (2 + wobble(t) * 4) * MiB,
+      ),
       600_000,
       10,
     );
     expect(v).toMatchObject({ judged: true, passed: true });
+    expect(v.measures?.map((m) => [m.name, m.ok])).toEqual([
+      ['heap', true],
+      ['external', true],
+      ['rss', true],
+    ]);
   });
 
-  test('live memory that keeps growing fails, and so does RSS that keeps growing', () => {
-    const leak = levelling(
+  test('a heap that keeps growing fails; so do a rising floor of external memory and a growing RSS', () => {
+    const heap = levelling(
       curve(10, (t) => (20 + t / 20_000) * MiB),
       600_000,
       10,
     );
-    expect(leak).toMatchObject({ judged: true, passed: false });
-    expect(leak.reason).toContain('live +');
+    expect(heap).toMatchObject({ judged: true, passed: false });
+    expect(heap.reason).toMatch(/^still growing: heap \+/);
+    const external = levelling(
+      curve(
+        10,
+        () => 20 * MiB,
+        (t) => (2 + t / 30_000 + wobble(t) * 4) * MiB,
+      ),
+      600_000,
+      10,
+    );
+    expect(external).toMatchObject({ judged: true, passed: false });
+    expect(external.reason).toMatch(/^still growing: external \+/);
     const rss = levelling(
       curve(
         10,
         () => 20 * MiB,
+        () => 2 * MiB,
         (t) => (80 + t / 5000) * MiB,
       ),
       600_000,
       10,
     );
     expect(rss).toMatchObject({ judged: true, passed: false });
-    expect(rss.reason).toContain('RSS +');
+    expect(rss.reason).toMatch(/^still growing: rss \+/);
   });
 
   test('a run too short is not judged', () => {

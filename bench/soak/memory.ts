@@ -102,35 +102,58 @@ export class MemorySampler {
   }
 }
 
+/** One judged figure: its value in the middle and the last third of the traffic time. */
+export interface Measure {
+  readonly name: 'heap' | 'external' | 'rss';
+  /** How a third is summed up: its median, or its lowest sample (the floor under what is in flight). */
+  readonly stat: 'median' | 'min';
+  readonly middleMiB: number;
+  readonly lastMiB: number;
+  readonly growthPct: number;
+  readonly limitPct: number;
+  readonly floorMiB: number;
+  readonly ok: boolean;
+}
+
 export interface Verdict {
   readonly judged: boolean;
   readonly passed: boolean;
   readonly reason: string;
-  /** Medians of live memory (MiB) in the middle and the last third of the traffic time, and the growth between them. */
-  readonly middleLiveMiB?: number;
-  readonly lastLiveMiB?: number;
-  readonly liveGrowthPct?: number;
-  readonly middleRssMiB?: number;
-  readonly lastRssMiB?: number;
-  readonly rssGrowthPct?: number;
-  /** Least-squares slope of live memory over the last two thirds, MiB per hour (informational). */
-  readonly liveSlopeMiBPerHour?: number;
+  readonly measures?: readonly Measure[];
+  /** Least-squares slope of the heap after GC over the last two thirds, MiB per hour (informational). */
+  readonly heapSlopeMiBPerHour?: number;
 }
 
 /** Runs shorter than this, or with fewer samples per third, are not judged. */
 export const MIN_JUDGED_MS = 60_000;
 export const MIN_SAMPLES_PER_THIRD = 5;
-/** Growth under this many MiB passes whatever the percentage (tiny heaps, sampling noise). */
-export const LIVE_FLOOR_MiB = 1;
+/** Growth under this many MiB passes whatever the percentage (sampling noise on small figures). */
+export const HEAP_FLOOR_MiB = 1;
 export const RSS_FLOOR_MiB = 4;
+
+interface MeasureSpec {
+  readonly name: Measure['name'];
+  readonly stat: Measure['stat'];
+  readonly value: (p: MemoryPoint) => number;
+  readonly pct: (maxGrowthPct: number) => number;
+  readonly floorMiB: number;
+}
+
+const MEASURES: readonly MeasureSpec[] = [
+  { name: 'heap', stat: 'median', value: (p) => p.liveHeap, pct: (g) => g, floorMiB: HEAP_FLOOR_MiB },
+  // Bodies and messages in flight sit outside the heap and come and go with the load: judge the floor.
+  { name: 'external', stat: 'min', value: (p) => p.liveExternal, pct: (g) => g, floorMiB: HEAP_FLOOR_MiB },
+  { name: 'rss', stat: 'median', value: (p) => p.rss, pct: (g) => 2 * g, floorMiB: RSS_FLOOR_MiB },
+];
 
 export function criterion(maxGrowthPct: number): string {
   return [
-    `Live memory = V8 heap used + external memory (Buffers) right after a forced full GC in the relay process.`,
-    `The first third of the traffic time is warm-up (JIT, pools, socket buffers settle) and is not judged.`,
-    `Levelled off: the median of the last third exceeds the median of the middle third by at most ${maxGrowthPct}% (or ${LIVE_FLOOR_MiB} MiB, if larger);`,
-    `RSS the same way with ${2 * maxGrowthPct}% (or ${RSS_FLOOR_MiB} MiB), as the allocator keeps pages it freed.`,
-    `A leak grows with the requests and reconnects served, which never stop, so it lifts the last third above the middle one; a levelled curve does not.`,
+    'Each relay reports its memory right after a forced full GC.',
+    'The first third of the traffic time is warm-up (JIT, pools, socket buffers settle) and is not judged; the last third is compared with the middle third.',
+    `Levelled off when: the V8 heap used after GC (median of each third) grew by at most ${maxGrowthPct}% (or ${HEAP_FLOOR_MiB} MiB, if larger);`,
+    `external memory after GC (Buffers; lowest sample of each third, as bodies in flight come and go) by at most ${maxGrowthPct}% (or ${HEAP_FLOOR_MiB} MiB);`,
+    `and RSS (median) by at most ${2 * maxGrowthPct}% (or ${RSS_FLOOR_MiB} MiB), as the allocator keeps pages it freed.`,
+    'A leak grows with the requests and reconnects served, which never stop, so it lifts the last third above the middle one; a levelled curve does not.',
     `Judged for runs of at least ${MIN_JUDGED_MS / 1000} s with ${MIN_SAMPLES_PER_THIRD}+ samples in each third.`,
   ].join(' ');
 }
@@ -141,18 +164,20 @@ const median = (xs: readonly number[]): number => {
   return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 };
 const round1 = (x: number): number => Math.round(x * 10) / 10;
+const round2 = (x: number): number => Math.round(x * 100) / 100;
 
-function slope(points: readonly MemoryPoint[]): number {
+/** Least-squares slope of `value` over `points`, per ms. */
+function slope(points: readonly MemoryPoint[], value: (p: MemoryPoint) => number): number {
   const n = points.length;
   const mt = points.reduce((s, p) => s + p.t, 0) / n;
-  const mv = points.reduce((s, p) => s + p.live, 0) / n;
+  const mv = points.reduce((s, p) => s + value(p), 0) / n;
   let num = 0;
   let den = 0;
   for (const p of points) {
-    num += (p.t - mt) * (p.live - mv);
+    num += (p.t - mt) * (value(p) - mv);
     den += (p.t - mt) ** 2;
   }
-  return den === 0 ? 0 : num / den; // bytes per ms
+  return den === 0 ? 0 : num / den;
 }
 
 export function levelling(series: readonly MemoryPoint[], trafficMs: number, maxGrowthPct: number): Verdict {
@@ -166,28 +191,32 @@ export function levelling(series: readonly MemoryPoint[], trafficMs: number, max
       reason: `not judged: ${Math.round(trafficMs / 1000)} s of traffic, ${middle.length} and ${last.length} samples in the middle and last thirds (needs ${MIN_JUDGED_MS / 1000} s and ${MIN_SAMPLES_PER_THIRD} each)`,
     };
   }
-  const mLive = median(middle.map((p) => p.live));
-  const lLive = median(last.map((p) => p.live));
-  const mRss = median(middle.map((p) => p.rss));
-  const lRss = median(last.map((p) => p.rss));
-  const liveOk = lLive - mLive <= Math.max((mLive * maxGrowthPct) / 100, LIVE_FLOOR_MiB * MiB);
-  const rssOk = lRss - mRss <= Math.max((mRss * 2 * maxGrowthPct) / 100, RSS_FLOOR_MiB * MiB);
-  const liveGrowthPct = round1(((lLive - mLive) / mLive) * 100);
-  const rssGrowthPct = round1(((lRss - mRss) / mRss) * 100);
-  const reason =
-    liveOk && rssOk
-      ? `levelled off: live ${liveGrowthPct >= 0 ? '+' : ''}${liveGrowthPct}%, RSS ${rssGrowthPct >= 0 ? '+' : ''}${rssGrowthPct}% (last third over middle third)`
-      : `still growing: ${liveOk ? '' : `live +${liveGrowthPct}% (limit ${maxGrowthPct}%)`}${!liveOk && !rssOk ? ', ' : ''}${rssOk ? '' : `RSS +${rssGrowthPct}% (limit ${2 * maxGrowthPct}%)`}`;
+  const measures = MEASURES.map((m): Measure => {
+    const sum = (points: readonly MemoryPoint[]): number => (m.stat === 'median' ? median(points.map(m.value)) : Math.min(...points.map(m.value)));
+    const mid = sum(middle);
+    const end = sum(last);
+    const limitPct = m.pct(maxGrowthPct);
+    return {
+      name: m.name,
+      stat: m.stat,
+      middleMiB: round2(mid / MiB),
+      lastMiB: round2(end / MiB),
+      growthPct: round1(mid > 0 ? ((end - mid) / mid) * 100 : 0),
+      limitPct,
+      floorMiB: m.floorMiB,
+      ok: end - mid <= Math.max((mid * limitPct) / 100, m.floorMiB * MiB),
+    };
+  });
+  const passed = measures.every((m) => m.ok);
+  const shown = (ms: readonly Measure[]): string =>
+    ms
+      .map((m) => `${m.name} ${m.growthPct >= 0 ? '+' : ''}${m.growthPct}% (${m.middleMiB} -> ${m.lastMiB} MiB${m.ok ? '' : `, limit ${m.limitPct}%`})`)
+      .join(', ');
   return {
     judged: true,
-    passed: liveOk && rssOk,
-    reason,
-    middleLiveMiB: round1(mLive / MiB),
-    lastLiveMiB: round1(lLive / MiB),
-    liveGrowthPct,
-    middleRssMiB: round1(mRss / MiB),
-    lastRssMiB: round1(lRss / MiB),
-    rssGrowthPct,
-    liveSlopeMiBPerHour: round1((slope([...middle, ...last]) * 3_600_000) / MiB),
+    passed,
+    reason: passed ? `levelled off: ${shown(measures)}` : `still growing: ${shown(measures.filter((m) => !m.ok))}`,
+    measures,
+    heapSlopeMiBPerHour: round1((slope([...middle, ...last], (p) => p.liveHeap) * 3_600_000) / MiB),
   };
 }

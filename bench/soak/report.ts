@@ -35,6 +35,8 @@ export interface RelayReport {
   readonly samples: readonly MemoryPoint[];
   /** MiB: first sample (before the traffic), highest, and the last (after it). */
   readonly rssMiB: { readonly start: number; readonly peak: number; readonly end: number };
+  /** After a forced GC: the V8 heap used, and heap + external. */
+  readonly heapMiB: { readonly start: number; readonly peak: number; readonly end: number };
   readonly liveMiB: { readonly start: number; readonly peak: number; readonly end: number };
   readonly verdict: Verdict;
   readonly endState: NodeEndState | undefined;
@@ -129,15 +131,15 @@ export function formatReport(r: SoakReport): string {
   if (topExpected.length > 0) lines.push(`expected failures (in fault windows): ${topExpected.map(([e, n]) => `${e} x${n}`).join('; ')}`);
   lines.push('');
   for (const [name, rel] of Object.entries(r.relays)) {
-    lines.push(`relay ${name} memory (MiB; live = heap + external after a forced GC):`);
-    const rows: string[][] = [['t (s)', 'phase', 'rss', 'heap', 'live', 'sockets', 'timers', 'streams', 'cpu s']];
+    lines.push(`relay ${name} memory (MiB; heap and external after a forced GC; streams open ingress/agent):`);
+    const rows: string[][] = [['t (s)', 'phase', 'rss', 'heap', 'external', 'sockets', 'timers', 'streams', 'cpu s']];
     for (const p of compact(rel.samples)) {
       rows.push([
         (p.t / 1000).toFixed(0),
         p.phase,
         mib(p.rss),
-        mib(p.heapUsed),
-        mib(p.live),
+        (p.liveHeap / (1024 * 1024)).toFixed(2),
+        mib(p.liveExternal),
         String(p.sockets),
         String(p.timers),
         `${p.streamsIngress}/${p.streamsAgent}`,
@@ -146,10 +148,10 @@ export function formatReport(r: SoakReport): string {
     }
     lines.push(table(rows).replace(/^/gm, '  '));
     lines.push(
-      `  start/peak/end: rss ${rel.rssMiB.start}/${rel.rssMiB.peak}/${rel.rssMiB.end}, live ${rel.liveMiB.start}/${rel.liveMiB.peak}/${rel.liveMiB.end} (${rel.samples.length} samples)`,
+      `  start/peak/end: rss ${rel.rssMiB.start}/${rel.rssMiB.peak}/${rel.rssMiB.end}, heap ${rel.heapMiB.start}/${rel.heapMiB.peak}/${rel.heapMiB.end}, heap + external ${rel.liveMiB.start}/${rel.liveMiB.peak}/${rel.liveMiB.end} (${rel.samples.length} samples)`,
     );
     lines.push(
-      `  verdict: ${rel.verdict.reason}${rel.verdict.liveSlopeMiBPerHour !== undefined ? `; live slope ${rel.verdict.liveSlopeMiBPerHour} MiB/h` : ''}`,
+      `  verdict: ${rel.verdict.reason}${rel.verdict.heapSlopeMiBPerHour !== undefined ? `; heap slope ${rel.verdict.heapSlopeMiBPerHour} MiB/h` : ''}`,
     );
     const warn = Object.entries(rel.logs.counts)
       .sort((a, b) => b[1] - a[1])

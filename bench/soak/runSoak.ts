@@ -164,7 +164,8 @@ export async function runSoak(options: SoakOptions, log: (line: string) => void)
     for (const k of OP_KINDS) for (const key of ['total', 'ok', 'failed', 'bytes', 'units', 'expected', 'unexpected'] as const) total[key] += byKind[k][key];
     const expectedByError: Record<string, number> = {};
     for (const f of classified.expected) {
-      const e = f.error.replace(/\d+/g, 'N').slice(0, 80);
+      // By status and code (the page's text varies with the label and the stream).
+      const e = f.error.split(' — ')[0]?.replace(/\d+/g, 'N').slice(0, 80) ?? '';
       expectedByError[e] = (expectedByError[e] ?? 0) + 1;
     }
     const sortedExpected = Object.fromEntries(Object.entries(expectedByError).sort((a, b) => b[1] - a[1]));
@@ -184,6 +185,7 @@ export async function runSoak(options: SoakOptions, log: (line: string) => void)
         nodeId: node.nodeId,
         samples,
         rssMiB: samples.length > 0 ? span((p) => p.rss) : { start: 0, peak: 0, end: 0 },
+        heapMiB: samples.length > 0 ? span((p) => p.liveHeap) : { start: 0, peak: 0, end: 0 },
         liveMiB: samples.length > 0 ? span((p) => p.live) : { start: 0, peak: 0, end: 0 },
         verdict,
         endState: states.get(node),

@@ -78,9 +78,18 @@ function exchange(target: OpTarget, options: { method: string; path: string; bod
   });
 }
 
+/** "HTTP 502 BURROW_ERR_… — <the page's text>": the code, then what the relay's page says (HTML tags dropped). */
 function statusError(x: Exchange): string {
   const code = x.res.headers['x-burrow-error'];
-  return `HTTP ${x.status}${code !== undefined ? ` ${String(code)}` : ''}`;
+  const text = x.body
+    .subarray(0, 4096)
+    .toString('utf8')
+    .replace(/<(style|script)[^]*?<\/\1>/gi, ' ')
+    .replace(/<[^>]*>/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim()
+    .slice(0, 240);
+  return `HTTP ${x.status}${code !== undefined ? ` ${String(code)}` : ''}${text !== '' ? ` — ${text}` : ''}`;
 }
 
 async function get(target: OpTarget, rng: Random): Promise<OpOutcome> {
