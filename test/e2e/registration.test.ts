@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeHello, decodeReason, decodeRegistered, type ErrorCode, encodeFrame, encodeJson, FrameType, labelFor, signRegistration } from '@burrow/protocol';
+import Fastify from 'fastify';
 import { cleanup, hostOf, newKey, RawAgent, request, startApp, startRelay, startTunnel, waitFor } from '../kit';
 
 afterEach(cleanup);
@@ -233,12 +234,15 @@ describe('hostile agents', () => {
   });
 
   test('the relay pings an idle agent and drops one that stays silent', async () => {
-    const relay = await startRelay({ pingIntervalMs: 100 });
+    const lines: { code?: string; msg?: string }[] = [];
+    const logger = Fastify({ logger: { level: 'info', stream: { write: (l: string) => lines.push(JSON.parse(l)) } } }).log;
+    const relay = await startRelay({ pingIntervalMs: 100 }, undefined, { logger });
     const agent = await registered(relay.url);
     const ping = await agent.next(FrameType.PING, 2000);
     expect(ping.payload.length).toBe(8);
     // Say nothing more: after twice the interval the relay gives up on us.
     await expectRefused(agent, 'BURROW_ERR_HEARTBEAT_TIMEOUT', 4011);
     expect(relay.relay.stats().sessions).toBe(0);
+    expect(lines.some((l) => l.code === 'BURROW_ERR_HEARTBEAT_TIMEOUT' && /no frame from the agent/.test(l.msg ?? ''))).toBe(true);
   });
 });

@@ -539,7 +539,9 @@ export class AgentSession {
     if (this.pingSentMs !== undefined) {
       if (this.lastReceivedMs >= this.pingSentMs) this.pingSentMs = undefined;
       else if (nowMs - this.pingSentMs >= pingIntervalMs) {
-        this.close('BURROW_ERR_HEARTBEAT_TIMEOUT', `no frame from the agent for ${nowMs - this.lastReceivedMs} ms`);
+        const message = `no frame from the agent for ${nowMs - this.lastReceivedMs} ms`;
+        this.log.warn({ code: 'BURROW_ERR_HEARTBEAT_TIMEOUT' }, `closing agent session: ${message}`);
+        this.close('BURROW_ERR_HEARTBEAT_TIMEOUT', message);
         return;
       }
     }
