@@ -84,7 +84,7 @@ function statusError(x: Exchange): string {
   const text = x.body
     .subarray(0, 4096)
     .toString('utf8')
-    .replace(/<(style|script)[^]*?<\/\1>/gi, ' ')
+    .replace(/<(style|script)[\s\S]*?<\/\1>/gi, ' ')
     .replace(/<[^>]*>/g, ' ')
     .replace(/\s+/g, ' ')
     .trim()
