@@ -1075,6 +1075,9 @@ describe('hostile agents: floods', () => {
     expect([...codes].sort()).toStrictEqual(['BURROW_ERR_TOO_MANY_STREAMS', 'BURROW_ERR_UNKNOWN_TUNNEL']);
     // One answer per stream, each stream once.
     expect(new Set(agent.frames.filter((f) => f.type === FrameType.RESET).map((f) => f.streamId)).size).toBe(n);
+    // Nor does the flood flood the log: 20 refusal lines per 10 s window, the rest counted in one line later.
+    const refusalLines = r.lines.filter((l) => String(l.msg).startsWith('share connection refused'));
+    expect(refusalLines.length).toBe(20);
     // Reusing an id is a lie about the stream table: the session ends.
     await probe(agent);
     agent.send(encodeFrame(FrameType.OPEN, 0, 2, encodeConnectRequest({ share: 'no-such-share' })));

@@ -75,6 +75,10 @@ export class ConnectorStreams {
   private readonly splices = new Map<number, Splice>();
   private highestId = 0;
   private readonly log: FastifyBaseLogger;
+  /** Refusal lines logged in the current window, and those left out: a flood of OPENs must not flood the log. */
+  private refusalWindowMs = 0;
+  private refusalsLogged = 0;
+  private refusalsSkipped = 0;
 
   constructor(
     private readonly ctx: RelayContext,
@@ -302,6 +306,27 @@ export class ConnectorStreams {
     s.idleTimer.unref();
   }
 
+  /** At most REFUSAL_LOG_LINES_PER_WINDOW refusal lines per window; then one line counting the rest. */
+  private mayLogRefusal(): boolean {
+    const now = Date.now();
+    if (now - this.refusalWindowMs >= REFUSAL_LOG_WINDOW_MS) {
+      if (this.refusalsSkipped > 0)
+        this.log.info(
+          { connector: this.session.peer, skipped: this.refusalsSkipped },
+          `${this.refusalsSkipped} more share connections refused (not logged one by one)`,
+        );
+      this.refusalWindowMs = now;
+      this.refusalsLogged = 0;
+      this.refusalsSkipped = 0;
+    }
+    if (this.refusalsLogged < REFUSAL_LOG_LINES_PER_WINDOW) {
+      this.refusalsLogged++;
+      return true;
+    }
+    this.refusalsSkipped++;
+    return false;
+  }
+
   /** Forgets a connection, once, with a log line: who ended it and why. */
   private finish(s: Splice, reason: Reason | undefined, by?: 'connector' | 'share' | 'relay'): void {
     if (s.done) return;
@@ -319,11 +344,14 @@ export class ConnectorStreams {
       bytesDown: s.bytesDown,
     };
     if (reason === undefined) this.log.debug(fields, 'share connection closed');
-    else if (!s.connected && reason.code !== 'BURROW_ERR_CANCELLED')
-      this.log.info({ ...fields, code: reason.code, by }, `share connection refused: ${reason.message}`);
-    else this.log.info({ ...fields, code: reason.code, by }, `share connection closed: ${reason.message}`);
+    else if (!s.connected && reason.code !== 'BURROW_ERR_CANCELLED') {
+      if (this.mayLogRefusal()) this.log.info({ ...fields, code: reason.code, by }, `share connection refused: ${reason.message}`);
+    } else this.log.info({ ...fields, code: reason.code, by }, `share connection closed: ${reason.message}`);
   }
 }
+
+const REFUSAL_LOG_WINDOW_MS = 10_000;
+const REFUSAL_LOG_LINES_PER_WINDOW = 20;
 
 function sameDigest(a: string, b: string): boolean {
   const x = Buffer.from(a, 'utf8');
