@@ -101,7 +101,7 @@ export async function runSoak(options: SoakOptions, log: (line: string) => void)
       const mem = fleet.nodes
         .map((n) => {
           const last = sampler.series[n.name]?.at(-1);
-          return last !== undefined ? `${n.name} rss ${(last.rss / MiB).toFixed(0)} live ${(last.live / MiB).toFixed(1)} MiB` : '';
+          return last !== undefined ? `${n.name} rss ${(last.rss / MiB).toFixed(0)} heap ${(last.liveHeap / MiB).toFixed(1)} MiB (after GC)` : '';
         })
         .join(', ');
       log(`  ${(ledger.now() / 1000).toFixed(0)} s: ${ops} operations, ${failed} failed, ${faults} faults; ${mem}`);
