@@ -61,6 +61,42 @@ function reportRequest(
   });
 }
 
+/**
+ * Kept-alive connections to the app resting in the pool, and the listener that closes one if the app
+ * writes to it while no request is in flight: bytes after a complete response (a body longer than it
+ * declared, a second response, written late). Node drops such bytes without a word, so a response
+ * that arrives in pieces leaves the connection out of step: its tail becomes the start of the next
+ * request's answer. Closing the connection is what nginx does. (Bytes in the same read as the
+ * response make Node close it itself. Bytes the app writes only after the connection was taken for
+ * the next request cannot be told from that request's answer, by any HTTP/1.1 proxy.)
+ */
+const idleGuards = new WeakMap<Socket, () => void>();
+
+function guardWhileIdle(req: ClientRequest): void {
+  let socket: Socket | undefined;
+  req.once('socket', (s: Socket) => {
+    socket = s;
+    const guard = idleGuards.get(s);
+    if (guard !== undefined) {
+      s.off('data', guard);
+      idleGuards.delete(s);
+    }
+  });
+  req.once('response', (r: IncomingMessage) => {
+    // 'end' is when Node hands the connection back to the pool (or closes it).
+    r.once('end', () => {
+      const s = socket;
+      if (s === undefined || s.destroyed || idleGuards.has(s)) return;
+      const guard = (): void => {
+        idleGuards.delete(s);
+        s.destroy();
+      };
+      idleGuards.set(s, guard);
+      s.on('data', guard);
+    });
+  });
+}
+
 function request(ctx: LocalForwardContext, head: RequestHead): ClientRequest {
   const options: http.RequestOptions = {
     protocol: ctx.target.protocol,
@@ -72,7 +108,12 @@ function request(ctx: LocalForwardContext, head: RequestHead): ClientRequest {
     setHost: false,
     agent: head.kind === StreamKind.WEBSOCKET ? false : ctx.httpAgent,
   };
-  return ctx.target.protocol === 'https:' ? https.request(options) : http.request(options);
+  const req = ctx.target.protocol === 'https:' ? https.request(options) : http.request(options);
+  // Node keeps only the first 1000 header lines of a response by default and drops the rest without
+  // a word (a Content-Length among them included); the head's size is still bounded by Node's parser.
+  req.maxHeadersCount = 0;
+  if (head.kind !== StreamKind.WEBSOCKET) guardWhileIdle(req);
+  return req;
 }
 
 /** Node's HTTP parser failed on what the app sent: it answered, but not in HTTP. */
@@ -96,17 +137,40 @@ export function forwardHttp(stream: MuxStream, head: RequestHead, fin: boolean, 
     done = true;
     reportRequest(ctx, head, started, status, false, error, detail);
   };
-  req.on('drain', () => {
+  const payOwed = (): void => {
     if (owed > 0) {
       const n = owed;
       owed = 0;
       stream.consumed(n);
     }
-  });
+  };
+  req.on('drain', payOwed);
+  // Once a response is parsed, Node stops passing the socket's 'drain' on to its request: a body
+  // still going up after an early answer would wait for credit for ever. Wait on the socket then.
+  let waitingSocketDrain = false;
+  const payOwedOnSocketDrain = (): void => {
+    const s = req.socket;
+    if (owed === 0 || waitingSocketDrain || s === null) return;
+    if (!s.writableNeedDrain) {
+      payOwed();
+      return;
+    }
+    waitingSocketDrain = true;
+    s.once('drain', () => {
+      waitingSocketDrain = false;
+      payOwed();
+    });
+  };
   stream.handler = {
     onData(chunk) {
-      if (req.write(chunk)) stream.consumed(chunk.length);
-      else owed += chunk.length;
+      // The app answered and closed before reading the whole body: the rest is dropped (credit
+      // still returned) so the relay can finish the request rather than wait on a window that never opens.
+      if (req.destroyed) stream.consumed(chunk.length);
+      else if (req.write(chunk)) stream.consumed(chunk.length);
+      else {
+        owed += chunk.length;
+        if (res?.complete === true) payOwedOnSocketDrain();
+      }
     },
     onEnd() {
       req.end();
@@ -122,6 +186,9 @@ export function forwardHttp(stream: MuxStream, head: RequestHead, fin: boolean, 
   };
   req.on('error', (err: NodeJS.ErrnoException) => {
     if (stream.isClosed) return;
+    // Bytes after a complete response (a body longer than its Content-Length, a second response):
+    // Node drops the connection, the response itself stands and ends on its own.
+    if (res?.complete === true) return;
     if (res === undefined && isParseError(err)) {
       const detail = `local app at ${ctx.target.origin} sent an invalid HTTP response: ${err.message}`;
       stream.reset('BURROW_ERR_LOCAL_ERROR', detail);
@@ -135,9 +202,33 @@ export function forwardHttp(stream: MuxStream, head: RequestHead, fin: boolean, 
       report('BURROW_ERR_LOCAL_ERROR', err.message);
     }
   });
+  // 101 to a plain request: Node hands the socket to an 'upgrade' listener, or silently drops it without one.
+  req.on('upgrade', (r: IncomingMessage, socket: Socket) => {
+    socket.destroy();
+    status = r.statusCode ?? 101;
+    if (stream.isClosed) return;
+    const detail = `local app at ${ctx.target.origin} answered ${status} Switching Protocols to a plain request`;
+    stream.reset('BURROW_ERR_LOCAL_ERROR', detail);
+    report('BURROW_ERR_LOCAL_ERROR', detail);
+  });
+  // Whatever else ends the request without an error or a response: the stream must still end.
+  req.on('close', () => {
+    if (res !== undefined || stream.isClosed) return;
+    const detail = `local app at ${ctx.target.origin} closed the request without a response`;
+    stream.reset('BURROW_ERR_LOCAL_ERROR', detail);
+    report('BURROW_ERR_LOCAL_ERROR', detail);
+  });
   req.on('response', (r) => {
     res = r;
     status = r.statusCode ?? 502;
+    // RFC 9110 §15: codes outside 100..599 are invalid; Node passes 600..999 on as they are.
+    if (status > 599) {
+      const detail = `local app at ${ctx.target.origin} answered with status ${status}, which is not an HTTP status`;
+      stream.reset('BURROW_ERR_LOCAL_ERROR', detail);
+      r.destroy();
+      report('BURROW_ERR_LOCAL_ERROR', detail);
+      return;
+    }
     const noBody = head.method === 'HEAD' || status === 204 || status === 304 || r.headers['content-length'] === '0';
     let headBytes: Buffer;
     try {
@@ -160,6 +251,7 @@ export function forwardHttp(stream: MuxStream, head: RequestHead, fin: boolean, 
     r.on('end', () => {
       stream.end();
       report();
+      payOwedOnSocketDrain();
     });
     r.on('close', () => {
       if (!r.complete && !stream.isClosed) {

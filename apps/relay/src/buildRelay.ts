@@ -25,6 +25,7 @@ import { makeBus } from './makeBus';
 import { RelayMetrics } from './metrics';
 import { makePathRouter, sendRedirect } from './pathRouter';
 import { PeerWatch } from './peerWatch';
+import { checkPublicRequest } from './publicRequestCheck';
 import { type RelayContext, tunnelUrl } from './relayContext';
 import { TcpIngress } from './tcpIngress';
 import { makeFleet } from './tenancy/fleet';
@@ -37,6 +38,8 @@ import { RELAY_VERSION } from './version';
 
 /** Path of the agent endpoint on the apex host. */
 export const AGENT_CONNECT_PATH = '/_burrow/connect';
+/** A whole public request (head and body) must arrive within this long (Node's requestTimeout); bodies also have --body-idle-timeout-ms. */
+const REQUEST_TIMEOUT_MS = 300_000;
 /** A WebSocket message from an agent carries whole frames, at most this many bytes. */
 export const MAX_AGENT_MESSAGE_BYTES = 1024 * 1024;
 
@@ -86,8 +89,35 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   let ctxRef: RelayContext | undefined;
   let boundPort = config.port;
 
+  const serverOptions = {
+    // Host is checked by checkPublicRequest, which answers in the relay's format.
+    requireHostHeader: false,
+    headersTimeout: config.headersTimeoutMs,
+    requestTimeout: Math.max(REQUEST_TIMEOUT_MS, config.headersTimeoutMs),
+    // Node looks for expired heads only this often (30 s by default): a short --headers-timeout-ms needs it sooner.
+    connectionsCheckingInterval: Math.min(1000, Math.max(25, Math.floor(config.headersTimeoutMs / 4))),
+    keepAliveTimeout: 5_000,
+  };
   const serverFactory = (fastifyHandler: (req: IncomingMessage, res: ServerResponse) => void): Server => {
-    const server = createServer({ requireHostHeader: true, headersTimeout: 20_000, requestTimeout: 300_000, keepAliveTimeout: 5_000 }, (req, res) => {
+    // Connections whose response so far says Connection: close (RFC 9112 §9.6: requests pipelined
+    // after it must not be processed; Node would still parse and hand them on, to reach an app unanswered).
+    const closing = new WeakSet<object>();
+    const server = createServer(serverOptions, (req, res) => {
+      if (closing.has(req.socket)) {
+        req.resume();
+        return;
+      }
+      handlePublicRequest(req, res);
+      if (!res.shouldKeepAlive) closing.add(req.socket);
+    });
+    const handlePublicRequest = (req: IncomingMessage, res: ServerResponse): void => {
+      const refusal = checkPublicRequest(req);
+      if (refusal !== undefined) {
+        app.log.info({ method: req.method, code: refusal.code }, `public request refused: ${refusal.message}`);
+        sendError(req, res, refusal.code, refusal.message, true);
+        req.resume();
+        return;
+      }
       const route = routeHost(req.headers.host);
       const ctx = ctxRef;
       if (route.kind === 'tunnel' && ctx !== undefined) handleTunnelRequest(ctx, req, res, route.label);
@@ -105,12 +135,31 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
           fastifyHandler(req, res);
         }
       }
+    };
+    // CONNECT (authority-form) is no request a tunnel or the relay serves; without a listener Node just drops the socket.
+    server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+      app.log.info({ method: req.method }, 'public request refused: CONNECT is not served');
+      socket.on('error', () => {});
+      socket.end(rawErrorResponse('BURROW_ERR_BAD_REQUEST', 'CONNECT is not served by this relay', req.headers.accept));
+    });
+    // Expect with anything but 100-continue: Node's own answer would be an uncoded 417.
+    server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+      app.log.info({ method: req.method, expect: req.headers.expect }, 'public request refused: unsupported Expect');
+      sendError(req, res, 'BURROW_ERR_EXPECTATION_FAILED', 'only "Expect: 100-continue" is supported', true);
+      req.resume();
     });
     const emit = server.emit.bind(server) as (event: string, ...args: unknown[]) => boolean;
     // Upgrades on tunnel hosts never reach Fastify (or @fastify/websocket): they are tunnel traffic.
     server.emit = ((event: string, ...args: unknown[]): boolean => {
       if (event === 'upgrade') {
         const [req, socket, head] = args as [IncomingMessage, Duplex, Buffer];
+        const refusal = checkPublicRequest(req);
+        if (refusal !== undefined) {
+          app.log.info({ method: req.method, code: refusal.code }, `public upgrade refused: ${refusal.message}`);
+          socket.on('error', () => {});
+          socket.end(rawErrorResponse(refusal.code, refusal.message, req.headers.accept));
+          return true;
+        }
         const route = routeHost(req.headers.host);
         const ctx = ctxRef;
         if (route.kind === 'tunnel' && ctx !== undefined) {
@@ -167,7 +216,19 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
             ? 'BURROW_ERR_CLIENT_TIMEOUT'
             : 'BURROW_ERR_BAD_REQUEST';
       app.log.debug({ code, reason: err.code }, 'unparseable request');
-      socket.end(rawErrorResponse(code, code === 'BURROW_ERR_BAD_REQUEST' ? `malformed HTTP request (${err.code ?? 'parse error'})` : undefined, undefined));
+      const answer = rawErrorResponse(code, code === 'BURROW_ERR_BAD_REQUEST' ? `malformed HTTP request (${err.code ?? 'parse error'})` : undefined, undefined);
+      // Bad bytes pipelined behind a complete request: written now, the error page would land before
+      // or inside that request's response. It goes out after the responses in flight (Node hands the
+      // next queued one to the socket as one finishes), unless one of them closes the connection.
+      // When the bad bytes broke the body of the request in flight, it is answered now, or cut if its
+      // response already began.
+      const answerWhenIdle = (): void => {
+        const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage ?? undefined;
+        if (inFlight?.req.complete && !inFlight.destroyed) inFlight.once('close', answerWhenIdle);
+        else if (!socket.writable || inFlight?.headersSent === true) socket.destroy();
+        else socket.end(answer);
+      };
+      answerWhenIdle();
     },
   });
 

@@ -20,6 +20,10 @@ export interface RelayConfig {
   /** The URL agents are given: host (<label>.<domain>) or path (<publicUrl>/t/<label>/, needs pathRouting). */
   readonly tunnelUrls: 'host' | 'path';
   readonly requestTimeoutMs: number;
+  /** A public request head (request line and headers) must arrive within this long, else 408 (slowloris). */
+  readonly headersTimeoutMs: number;
+  /** A public request body that sends no byte for this long (while the relay is reading it) is cut with 408; 0: never. */
+  readonly bodyIdleTimeoutMs: number;
   readonly maxBodyBytes: number;
   readonly pingIntervalMs: number;
   readonly registrationTimeoutMs: number;
@@ -128,6 +132,26 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
     min: 1,
     max: 3_600_000,
     help: 'wait this long for a response head, then 504',
+    defaultText: '30000',
+  },
+  {
+    key: 'headersTimeoutMs',
+    flag: '--headers-timeout-ms',
+    env: 'BURROW_HEADERS_TIMEOUT_MS',
+    kind: 'int',
+    min: 50,
+    max: 3_600_000,
+    help: 'a public request head must arrive within this long, then 408',
+    defaultText: '20000',
+  },
+  {
+    key: 'bodyIdleTimeoutMs',
+    flag: '--body-idle-timeout-ms',
+    env: 'BURROW_BODY_IDLE_TIMEOUT_MS',
+    kind: 'int',
+    min: 0,
+    max: 3_600_000,
+    help: 'cut a public request body that sends nothing for this long, with 408 (0: never)',
     defaultText: '30000',
   },
   {
@@ -435,6 +459,8 @@ export function parseRelayConfig(argv: readonly string[], env: Readonly<Record<s
     pathRouting: (values.pathRouting as boolean | undefined) ?? false,
     tunnelUrls: (values.tunnelUrls as RelayConfig['tunnelUrls'] | undefined) ?? 'host',
     requestTimeoutMs: (values.requestTimeoutMs as number | undefined) ?? 30_000,
+    headersTimeoutMs: (values.headersTimeoutMs as number | undefined) ?? 20_000,
+    bodyIdleTimeoutMs: (values.bodyIdleTimeoutMs as number | undefined) ?? 30_000,
     maxBodyBytes: (values.maxBodyBytes as number | undefined) ?? 512_000,
     pingIntervalMs: (values.pingIntervalMs as number | undefined) ?? 10_000,
     registrationTimeoutMs: (values.registrationTimeoutMs as number | undefined) ?? 10_000,

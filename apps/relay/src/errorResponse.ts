@@ -57,7 +57,11 @@ export function sendError(
     'cache-control': 'no-store',
     'x-burrow-error': code,
   };
-  if (closeConnection) headers.connection = 'close';
+  if (closeConnection) {
+    headers.connection = 'close';
+    // Read by buildRelay: requests pipelined behind this one are not processed.
+    res.shouldKeepAlive = false;
+  }
   if (extraHeaders !== undefined) Object.assign(headers, extraHeaders);
   res.writeHead(e.status, headers);
   res.end(req.method === 'HEAD' ? undefined : e.body);

@@ -128,6 +128,9 @@ class HttpExchange implements StreamHandler {
   private declaredBytes: number | undefined;
   private owedCredit = 0;
   private waitingDrain = false;
+  /** Runs while the request body is read (slowloris); paused while the relay itself holds the body back. */
+  private bodyTimer: NodeJS.Timeout | undefined;
+  private bodyPaused = false;
 
   constructor(
     private readonly ctx: RelayContext,
@@ -144,15 +147,21 @@ class HttpExchange implements StreamHandler {
 
   pumpRequestBody(): void {
     const { req, stream } = this;
+    if (this.ctx.config.bodyIdleTimeoutMs > 0) this.bodyTimer = setTimeout(this.onBodyIdle, this.ctx.config.bodyIdleTimeoutMs);
     req.on('data', (chunk: Buffer) => {
+      this.bodyTimer?.refresh();
       if (this.record.bytesIn + chunk.length > this.maxBodyBytes) {
         this.requestTooLarge();
         return;
       }
       this.record.bytesIn += chunk.length;
-      if (!stream.write(chunk)) req.pause();
+      if (!stream.write(chunk)) {
+        req.pause();
+        this.bodyPaused = true;
+      }
     });
     req.on('end', () => {
+      clearTimeout(this.bodyTimer);
       stream.end();
       this.startTimer();
     });
@@ -168,6 +177,7 @@ class HttpExchange implements StreamHandler {
     req.removeAllListeners('data');
     req.resume();
     clearTimeout(this.timer);
+    clearTimeout(this.bodyTimer);
     const message = `request body is over this relay's limit of ${this.maxBodyBytes} bytes`;
     ctx.log.info({ url: req.url, bytes: this.record.bytesIn }, 'request body over the limit');
     this.record.fail('BURROW_ERR_REQUEST_TOO_LARGE');
@@ -177,7 +187,31 @@ class HttpExchange implements StreamHandler {
 
   onDrain(): void {
     this.req.resume();
+    if (this.bodyPaused) {
+      this.bodyPaused = false;
+      // Re-arms it even if it fired while paused: the client's idle time starts now.
+      if (!this.req.complete) this.bodyTimer?.refresh();
+    }
   }
+
+  /**
+   * Without this, a client dribbling its body (a byte now and then) would hold the connection and
+   * the stream until Node's 300 s request timeout, whatever --request-timeout-ms says.
+   */
+  private readonly onBodyIdle = (): void => {
+    const { req, res, stream, ctx } = this;
+    // (A response already finished leaves res destroyed: the stream says whether anything is left to cut.)
+    if (this.bodyPaused || req.complete || stream.isClosed) return;
+    const message = `the request body sent nothing for ${ctx.config.bodyIdleTimeoutMs} ms`;
+    ctx.log.info({ method: req.method, url: req.url, bytes: this.record.bytesIn }, message);
+    clearTimeout(this.timer);
+    req.removeAllListeners('data');
+    this.record.fail('BURROW_ERR_CLIENT_TIMEOUT');
+    if (!stream.isClosed) stream.reset('BURROW_ERR_CLIENT_TIMEOUT', message);
+    if (!res.headersSent) sendError(req, res, 'BURROW_ERR_CLIENT_TIMEOUT', message, true);
+    // A response already began (or ended): the connection itself is what the client holds.
+    else req.socket.destroy();
+  };
 
   onHead(payload: Buffer, fin: boolean): void {
     clearTimeout(this.timer);
@@ -219,6 +253,11 @@ class HttpExchange implements StreamHandler {
     }
     if (status < 200 || status === 101) {
       this.failBeforeHead('BURROW_ERR_LOCAL_ERROR', `the local app answered ${status} to a plain request`);
+      return;
+    }
+    // RFC 9110 §15: codes outside 100..599 are invalid (Node would pass 600..999 on as they are).
+    if (status > 599) {
+      this.failBeforeHead('BURROW_ERR_LOCAL_ERROR', `the local app answered with status ${status}, which is not an HTTP status`);
       return;
     }
     try {
@@ -294,6 +333,7 @@ class HttpExchange implements StreamHandler {
 
   onReset(reason: Reason): void {
     clearTimeout(this.timer);
+    clearTimeout(this.bodyTimer);
     const { req, res, ctx } = this;
     if (this.resend !== undefined && !res.headersSent && !res.destroyed) {
       res.off('close', this.onClientClose);
@@ -329,7 +369,21 @@ class HttpExchange implements StreamHandler {
 
   private readonly onClientClose = (): void => {
     clearTimeout(this.timer);
-    if (!this.res.writableFinished && !this.stream.isClosed) this.stream.reset('BURROW_ERR_CANCELLED', 'the public client went away');
+    if (this.stream.isClosed || !this.res.writableFinished) {
+      clearTimeout(this.bodyTimer);
+      if (!this.stream.isClosed) this.stream.reset('BURROW_ERR_CANCELLED', 'the public client went away');
+    } else if (!this.req.complete) {
+      // The app answered before the body was all in. Node tells a request whose response is done
+      // nothing more, not even that its client left: watch the connection until the body ends.
+      const socket = this.req.socket;
+      socket.once('close', this.onClientGoneMidBody);
+      this.req.once('end', () => socket.off('close', this.onClientGoneMidBody));
+    }
+  };
+
+  private readonly onClientGoneMidBody = (): void => {
+    clearTimeout(this.bodyTimer);
+    if (!this.req.complete && !this.stream.isClosed) this.stream.reset('BURROW_ERR_CANCELLED', 'the public client went away');
   };
 
   private logDone(status: number): void {

@@ -68,6 +68,8 @@ export const ERRORS = {
   BURROW_ERR_TCP_IDLE: { wire: 122, status: 408, close: 1001, title: 'TCP connection idle for too long' },
   BURROW_ERR_SHARE_DENIED: { wire: 123, status: 403, close: 1008, title: 'No proof of access to this private share' },
   BURROW_ERR_TARGET_NOT_ALLOWED: { wire: 124, status: 403, close: 1008, title: "Target is not on the share's allow-list" },
+  BURROW_ERR_URL_TOO_LARGE: { wire: 125, status: 414, close: 1009, title: 'Request target too long' },
+  BURROW_ERR_EXPECTATION_FAILED: { wire: 126, status: 417, close: 1002, title: 'Expect header names an expectation the relay cannot meet' },
   BURROW_ERR_SESSION_GONE: { wire: 130, status: 502, close: 1011, title: 'The tunnel session ended or moved before the request reached it' },
   BURROW_ERR_INTERNAL: { wire: 199, status: 500, close: 1011, title: 'Internal relay error' },
 } as const satisfies Record<string, ErrorSpec>;
