@@ -87,9 +87,11 @@ async function runTable(f: Fixture, cases: readonly Case[]): Promise<void> {
     await waitFor(() => streamsIdle(f.relay), 4000, `streams of "${name}" released`);
     if (must.length > 0) await waitFor(() => f.app.seen.length >= before + must.length, 2000, `the app to see "${name}"`).catch(() => {});
     const seen = f.app.seen.slice(before).map((s) => seenOf(s, show));
-    actual.push([name, answerOf(x), seen.filter((line) => !may.includes(line))]);
+    // Pipelined requests travel as concurrent streams, so the app may finish them in any order (the
+    // client's answers, in the same row, must come in order).
+    actual.push([name, answerOf(x), seen.filter((line) => !may.includes(line)).sort()]);
   }
-  expect(actual).toEqual(cases.map(([name, , answer, app]) => [name, answer, app.filter((line) => !line.startsWith('?'))]));
+  expect(actual).toEqual(cases.map(([name, , answer, app]) => [name, answer, app.filter((line) => !line.startsWith('?')).sort()]));
   // Still serving, on a fresh connection.
   const ok = await request(f.relay.port, f.hosts.host, { path: '/after' });
   expect(ok.text).toBe('app GET /after');
@@ -774,8 +776,9 @@ describe('a slow reader', () => {
     await waitFor(() => written > 0, 3000, 'the app to start writing');
     await waitUntilSteady(() => written, 'the app to be held back', 10_000);
     // What the relay and the agent hold in memory: one stream window (256 KiB) and a few socket reads
-    // (about 0.7 MB measured), not what the app wrote.
-    expect(bufferBytes() - buffersBefore).toBeLessThan(4 * 1024 * 1024);
+    // (about 0.7 MB measured), not what the app wrote. V8 releases the memory of collected Buffers
+    // concurrently, so the figure is read until it settles (under load it lags a GC by a moment).
+    await waitFor(() => bufferBytes() - buffersBefore < 4 * 1024 * 1024, 5000, 'Buffers retained by the relay and agent to settle under 4 MB');
     // The rest sits in kernel socket buffers on the two loopback hops (app to agent, relay to client):
     // up to 4 MB of send buffer each here; about 9 MB in all was measured. Not the 50 MB.
     expect(written).toBeLessThan(16 * 1024 * 1024);
