@@ -72,6 +72,11 @@ describe('limits, timeouts and relay-made errors', () => {
     const r = await request(relay.port, hostOf(tunnel.url));
     expect(r.status).toBe(502);
     expect(r.headers['x-burrow-error']).toBe('BURROW_ERR_RESPONSE_TOO_LARGE');
+    // A HEAD states the GET's length and carries no body: nothing over the limit crosses.
+    const head = await request(relay.port, hostOf(tunnel.url), { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.headers['content-length']).toBe('2000');
+    expect(head.body.length).toBe(0);
   });
 
   test('a streamed response that grows over the limit after its head is cut off', async () => {

@@ -238,7 +238,8 @@ class HttpExchange implements StreamHandler {
           return;
         }
         declared = Number(value);
-        if (declared > this.maxBodyBytes) {
+        // HEAD, 204 and 304 carry no body whatever length they declare (a HEAD states the GET's size).
+        if (declared > this.maxBodyBytes && this.req.method !== 'HEAD' && status !== 204 && status !== 304) {
           this.failBeforeHead(
             'BURROW_ERR_RESPONSE_TOO_LARGE',
             `the local app's response of ${value} bytes is over this relay's limit of ${this.maxBodyBytes} bytes`,
