@@ -379,12 +379,16 @@ export class AgentSession {
     this.retiring = { code, timer };
   }
 
-  /** The agent streams of requests that entered on `nodes` can never finish: reset them. */
+  /**
+   * The agent streams of requests that entered on `nodes` can never finish: reset them, and tell
+   * those nodes (now, or once the bus is back) in case they are still there.
+   */
   dropIngressNodes(nodes: ReadonlySet<string>, code: ErrorCode, message: string): void {
     for (const [id, route] of [...this.routes]) {
       if (!nodes.has(route.node)) continue;
       this.batcher.sendFrame(FrameType.RESET, 0, id, encodeReason(code, message));
       this.unroute(id, route);
+      this.replyReset(route.node, route.ingressId, code, message);
     }
   }
 
@@ -525,7 +529,11 @@ export class AgentSession {
   }
 
   private replyReset(node: string, ingressId: number, code: ErrorCode, message: string): void {
-    this.ctx.bus.publish(node, { kind: 'toIngress', frame: { type: FrameType.RESET, flags: 0, streamId: ingressId, payload: encodeReason(code, message) } });
+    // Through peerResets: a RESET that cannot go out while the bus is down goes once it is back.
+    this.ctx.peerResets.send(node, {
+      kind: 'toIngress',
+      frame: { type: FrameType.RESET, flags: 0, streamId: ingressId, payload: encodeReason(code, message) },
+    });
   }
 
   /**

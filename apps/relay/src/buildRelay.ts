@@ -24,6 +24,7 @@ import { LocalSessions } from './localSessions';
 import { makeBus } from './makeBus';
 import { RelayMetrics } from './metrics';
 import { makePathRouter, sendRedirect } from './pathRouter';
+import { PeerResets } from './peerResets';
 import { PeerWatch } from './peerWatch';
 import { checkPublicRequest } from './publicRequestCheck';
 import { type RelayContext, tunnelUrl } from './relayContext';
@@ -237,7 +238,16 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   const ownStore = deps.tenantStore === undefined;
   const tenantStore = deps.tenantStore ?? makeTenantStore(config, app.log);
   const sessions = new LocalSessions();
-  const ingress = new IngressTable(bus, config.streamWindowBytes);
+  const peerResets = new PeerResets(bus);
+  // A public stream ended here on its own (the holder looked gone, the bus was down): the holder ends its half too.
+  const ingress = new IngressTable(bus, config.streamWindowBytes, (holder, streamId, reason) =>
+    peerResets.send(holder.nodeId, {
+      kind: 'toSession',
+      sessionId: holder.sessionId,
+      replyNode: bus.nodeId,
+      frame: { type: FrameType.RESET, flags: 0, streamId, payload: encodeReason(reason.code, reason.message) },
+    }),
+  );
   // Ends in the base path, if any (normalized so by config).
   const publicUrl = (): string => config.publicUrl ?? `http://${config.domain}${boundPort === 80 ? '' : `:${boundPort}`}${config.basePath}`;
   // Fixed by config (or http when derived); never parsed per request.
@@ -268,6 +278,7 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     sessions,
     ingress,
     deadNodes,
+    peerResets,
     isDraining: () => draining,
     log: app.log,
     metrics,
@@ -333,6 +344,8 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       for (const m of messages) {
         if (m.kind === 'toSession' && m.frame.type !== FrameType.RESET) ingress.abortStream(m.frame.streamId, code, message);
         else if (m.kind === 'toIngress') toIngress = true;
+        // A RESET lost to a bus outage goes out once the bus is back (the other node may have missed nothing else).
+        if (reason === 'bus-down' && 'frame' in m && m.frame.type === FrameType.RESET) peerResets.keep(nodeId, m);
       }
       // Replies that reached nobody: that node's requests can never complete.
       if (toIngress) peers.cut(new Set([nodeId]), code, 'the relay node that took this request is gone');
@@ -340,7 +353,8 @@ export async function buildRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     connectionChanged(up) {
       if (up) {
         ctx.busState.recoveredAtMs = Date.now();
-        app.log.info('bus connection is back; re-announcing leases');
+        app.log.info({ resets: peerResets.size }, 'bus connection is back; re-announcing leases');
+        peerResets.flush();
         void leases.renewNow();
       } else {
         ctx.busState.lostAtMs = Date.now();

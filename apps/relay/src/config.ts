@@ -45,6 +45,8 @@ export interface RelayConfig {
   readonly leaseTtlMs: number;
   /** After an agent drops, requests for its label wait this long for it to come back (then 502). */
   readonly reconnectGraceMs: number;
+  /** Each Redis connection is PINGed this often, and redialled when it answers nothing for as long (a blackholed route). */
+  readonly redisHealthMs: number;
   /** On SIGTERM, in-flight requests get this long to finish before the relay closes. */
   readonly drainTimeoutMs: number;
   /** host:port of the admin listener (/metrics, /readyz); 'off' disables it. */
@@ -269,6 +271,16 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
     defaultText: '5000',
   },
   {
+    key: 'redisHealthMs',
+    flag: '--redis-health-ms',
+    env: 'BURROW_REDIS_HEALTH_MS',
+    kind: 'int',
+    min: 100,
+    max: 60_000,
+    help: 'PING each Redis connection this often; redial one that answers nothing for as long',
+    defaultText: '1000',
+  },
+  {
     key: 'drainTimeoutMs',
     flag: '--drain-timeout-ms',
     env: 'BURROW_DRAIN_TIMEOUT_MS',
@@ -475,6 +487,7 @@ export function parseRelayConfig(argv: readonly string[], env: Readonly<Record<s
     redisCluster: Object.freeze((values.redisCluster as string[] | undefined) ?? []),
     leaseTtlMs: (values.leaseTtlMs as number | undefined) ?? 10_000,
     reconnectGraceMs: (values.reconnectGraceMs as number | undefined) ?? 5000,
+    redisHealthMs: (values.redisHealthMs as number | undefined) ?? 1000,
     drainTimeoutMs: (values.drainTimeoutMs as number | undefined) ?? 20_000,
     adminListen: validateListen(String(values.adminListen ?? '127.0.0.1:9091')),
     trustedProxies: Object.freeze((values.trustedProxies as string[] | undefined) ?? []),

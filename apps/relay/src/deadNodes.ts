@@ -13,7 +13,7 @@ export class DeadNodes {
     if (!this.since.has(nodeId)) this.since.set(nodeId, nowMs);
   }
 
-  /** Heard from again (a message arrived from it): it is alive. */
+  /** Heard from again (it listens on the bus again): it is alive. */
   clear(nodeId: string): void {
     this.since.delete(nodeId);
   }

@@ -39,8 +39,11 @@ export interface RawPeer {
 interface Entry {
   readonly stream?: MuxStream;
   readonly raw?: RawPeer;
-  readonly holderNode: string;
+  readonly holder: Holder;
 }
+
+/** A stream this table ended on its own (abort), without telling the node holding the agent. */
+export type Abandoned = (holder: Holder, streamId: number, reason: Reason) => void;
 
 export class IngressTable {
   private readonly streams = new Map<number, Entry>();
@@ -52,6 +55,8 @@ export class IngressTable {
   constructor(
     private readonly bus: Bus,
     private readonly windowBytes: number,
+    /** Told of every stream to another node that ends here by abort, so that node can end its half too. */
+    private readonly abandoned: Abandoned = () => {},
   ) {}
 
   get size(): number {
@@ -69,14 +74,14 @@ export class IngressTable {
     const id = this.allocate();
     const sink = new BusSink(this.bus, holder, this.bus.nodeId);
     const stream = new MuxStream(id, sink, { windowBytes: this.windowBytes, onClose: this.onClose });
-    this.streams.set(id, { stream, holderNode: holder.nodeId });
+    this.streams.set(id, { stream, holder });
     return stream;
   }
 
   /** A raw entry: frames for `holder` are sent by the owner with sendRaw, replies go to `peer`. Returns its id. */
   openRaw(holder: Holder, peer: RawPeer): number {
     const id = this.allocate();
-    this.streams.set(id, { raw: peer, holderNode: holder.nodeId });
+    this.streams.set(id, { raw: peer, holder });
     return id;
   }
 
@@ -93,30 +98,31 @@ export class IngressTable {
     else e.raw?.onFrame(frame);
   }
 
-  private abortEntry(e: Entry, code: ErrorCode, message: string): void {
+  private abortEntry(id: number, e: Entry, code: ErrorCode, message: string): void {
     if (e.stream !== undefined) e.stream.abort({ code, message });
     else e.raw?.onAbort({ code, message });
+    if (e.holder.nodeId !== this.bus.nodeId) this.abandoned(e.holder, id, { code, message });
   }
 
   /** Ends one stream here with an error (its frames could not be delivered). */
   abortStream(id: number, code: ErrorCode, message: string): void {
     const e = this.streams.get(id);
-    if (e !== undefined) this.abortEntry(e, code, message);
+    if (e !== undefined) this.abortEntry(id, e, code, message);
   }
 
   /** The other nodes that hold agents for streams open here. */
   remoteNodes(): Set<string> {
     const nodes = new Set<string>();
-    for (const e of this.streams.values()) if (e.holderNode !== this.bus.nodeId) nodes.add(e.holderNode);
+    for (const e of this.streams.values()) if (e.holder.nodeId !== this.bus.nodeId) nodes.add(e.holder.nodeId);
     return nodes;
   }
 
   /** Ends every stream whose agent is on one of `nodes` (they died, or the bus is down). */
   abortNodes(nodes: ReadonlySet<string>, code: ErrorCode, message: string): number {
     let n = 0;
-    for (const e of [...this.streams.values()]) {
-      if (nodes.has(e.holderNode)) {
-        this.abortEntry(e, code, message);
+    for (const [id, e] of [...this.streams]) {
+      if (nodes.has(e.holder.nodeId)) {
+        this.abortEntry(id, e, code, message);
         n++;
       }
     }
@@ -124,6 +130,6 @@ export class IngressTable {
   }
 
   abortAll(code: ErrorCode, message: string): void {
-    for (const e of [...this.streams.values()]) this.abortEntry(e, code, message);
+    for (const [id, e] of [...this.streams]) this.abortEntry(id, e, code, message);
   }
 }

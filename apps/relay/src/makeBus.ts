@@ -6,6 +6,7 @@ import { type Bus, MemoryBus, MemoryHub, RedisBus } from '@burrow/bus';
 import type { FastifyBaseLogger } from 'fastify';
 import type { RelayConfig } from './config';
 import { fileNameBindings } from './nameStore';
+import { peerProbePeriodMs } from './peerWatch';
 
 export function makeBus(config: RelayConfig, log: FastifyBaseLogger): Bus {
   if (config.redisUrl !== undefined || config.redisCluster.length > 0) {
@@ -15,6 +16,9 @@ export function makeBus(config: RelayConfig, log: FastifyBaseLogger): Bus {
       ...(config.redisUrl !== undefined ? { url: config.redisUrl } : { cluster: config.redisCluster }),
       leaseTtlMs: config.leaseTtlMs,
       maxNames: config.maxNames,
+      healthCheckMs: config.redisHealthMs,
+      // After a silent subscriber, stay unsubscribed across two of the other nodes' probes (same lease TTL fleet-wide).
+      rejoinDelayMs: 2 * peerProbePeriodMs(config.leaseTtlMs),
       onError: (err) => {
         // ioredis reports every failed reconnect attempt; one line per distinct error is enough.
         if (err.message === lastError) return;

@@ -6,6 +6,11 @@
 import type { ErrorCode } from '@burrow/protocol';
 import type { RelayContext } from './relayContext';
 
+/** How often a node probes the nodes its streams cross to: a fortieth of a lease, within 100 ms .. 1 s. */
+export function peerProbePeriodMs(leaseTtlMs: number): number {
+  return Math.min(1000, Math.max(100, Math.floor(leaseTtlMs / 40)));
+}
+
 export class PeerWatch {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
@@ -14,7 +19,7 @@ export class PeerWatch {
 
   /** Probe period: a fortieth of a lease (250 ms by default), within 100 ms .. 1 s. It costs one PUBSUB NUMSUB per period, only while streams cross nodes. */
   get periodMs(): number {
-    return Math.min(1000, Math.max(100, Math.floor(this.ctx.bus.leaseTtlMs / 40)));
+    return peerProbePeriodMs(this.ctx.bus.leaseTtlMs);
   }
 
   start(): void {

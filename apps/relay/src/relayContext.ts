@@ -11,6 +11,7 @@ import type { HolderCache } from './holderCache';
 import type { IngressTable } from './ingressTable';
 import type { LocalSessions } from './localSessions';
 import type { RelayMetrics } from './metrics';
+import type { PeerResets } from './peerResets';
 import type { Tenancy } from './tenancy/tenancy';
 
 export interface RelayContext {
@@ -21,6 +22,8 @@ export interface RelayContext {
   readonly ingress: IngressTable;
   /** Nodes found gone from the bus; their tunnels are waited for, not routed to. */
   readonly deadNodes: DeadNodes;
+  /** RESETs for the other end of cross-node streams this node ended (sent when the bus is up). */
+  readonly peerResets: PeerResets;
   readonly tenancy: Tenancy;
   /** Streams in flight per tenant on this node (tenants with a maxStreams quota). */
   readonly tenantStreams: Map<string, number>;

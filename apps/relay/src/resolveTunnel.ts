@@ -41,6 +41,15 @@ export function resolveRemote(ctx: RelayContext, label: string): Promise<Resolut
   return p;
 }
 
+/** True when `nodeId` listens on the bus (again); false when the bus cannot tell. */
+async function listening(ctx: RelayContext, nodeId: string): Promise<boolean> {
+  try {
+    return !(await ctx.bus.absentNodes([nodeId])).has(nodeId);
+  } catch {
+    return false;
+  }
+}
+
 async function resolveWithGrace(ctx: RelayContext, label: string): Promise<Resolution> {
   // Never wait past the request timeout: the visitor would get a 504 instead.
   const hardDeadline = Date.now() + ctx.config.requestTimeoutMs;
@@ -62,8 +71,15 @@ async function resolveWithGrace(ctx: RelayContext, label: string): Promise<Resol
     let waitUntil: number;
     switch (found.state) {
       case 'online': {
-        const deadSince = found.holder.nodeId === ctx.nodeId ? undefined : ctx.deadNodes.deadSince(found.holder.nodeId);
+        const nodeId = found.holder.nodeId;
+        const deadSince = nodeId === ctx.nodeId ? undefined : ctx.deadNodes.deadSince(nodeId);
         if (deadSince === undefined) return { holder: found.holder };
+        // Found gone, yet its lease stands: it may only have blinked (its Redis connection dropped
+        // and came back). Listening again, it is alive: route to it rather than wait a lease out.
+        if (await listening(ctx, nodeId)) {
+          ctx.deadNodes.clear(nodeId);
+          return { holder: found.holder };
+        }
         // Its node died; the lease will expire, and the agent is likely reconnecting elsewhere.
         waitUntil = deadSince + ctx.config.reconnectGraceMs;
         break;

@@ -10,6 +10,12 @@
  * Startup needs Redis (connect() fails with BURROW_ERR_BUS_UNAVAILABLE after connectTimeoutMs);
  * later outages are survived: ioredis reconnects forever, the channel is subscribed again,
  * and meanwhile registry calls reject at once and publishes are reported undelivered ('bus-down').
+ * A connection that goes silent without closing (a blackholed route, a dead NAT entry) is found by
+ * a PING every healthCheckMs and dropped when it answers nothing for as long, then redialled: a
+ * subscriber connection otherwise never notices, and Redis would keep counting it as listening.
+ * Messages published to this node meanwhile were lost without their senders knowing, so after a
+ * silent subscriber the node stays unsubscribed for rejoinDelayMs: long enough for every other node's
+ * probe (absentNodes) to see it gone and end the streams those messages belonged to.
  */
 import { BurrowError } from '@burrow/protocol';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
@@ -42,6 +48,17 @@ export interface RedisBusOptions {
   readonly commandTimeoutMs?: number;
   /** A pending batch to one node is published as soon as it reaches this many bytes. Default 256 KiB. */
   readonly maxBatchBytes?: number;
+  /**
+   * Every Redis connection is PINGed this often, and one that has answered nothing for this long
+   * while a command waits is dropped and redialled (a silent connection). Default 1 s.
+   */
+  readonly healthCheckMs?: number;
+  /**
+   * After its subscriber connection went silent and was replaced, this node subscribes again only
+   * after this long, so that other nodes' periodic absentNodes() probes see it gone. Set it above
+   * their probe period. Default 2 s.
+   */
+  readonly rejoinDelayMs?: number;
 }
 
 /** BusStats plus Redis specifics. */
@@ -58,6 +75,8 @@ const DEFAULT_MAX_NAMES = 100_000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 const DEFAULT_COMMAND_TIMEOUT_MS = 1000;
 const DEFAULT_MAX_BATCH_BYTES = 256 * 1024;
+const DEFAULT_HEALTH_CHECK_MS = 1000;
+const DEFAULT_REJOIN_DELAY_MS = 2000;
 
 interface Pending {
   messages: BusMessage[];
@@ -82,6 +101,14 @@ export class RedisBus implements Bus {
   private readonly connectTimeoutMs: number;
   private readonly commandTimeoutMs: number;
   private readonly maxBatchBytes: number;
+  private readonly healthCheckMs: number;
+  private healthTimer: NodeJS.Timeout | undefined;
+  private readonly rejoinDelayMs: number;
+  private rejoinTimer: NodeJS.Timeout | undefined;
+  /** The subscriber's health PING is unanswered (since when). */
+  private subPingSentAt: number | undefined;
+  /** The subscriber connection closed while its PING was unanswered: it had gone silent. */
+  private subWentSilent = false;
   private readonly onError: (err: Error) => void;
 
   private cmd: Client | undefined;
@@ -119,6 +146,8 @@ export class RedisBus implements Bus {
     this.connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
     this.maxBatchBytes = options.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
+    this.healthCheckMs = options.healthCheckMs ?? DEFAULT_HEALTH_CHECK_MS;
+    this.rejoinDelayMs = options.rejoinDelayMs ?? DEFAULT_REJOIN_DELAY_MS;
     this.onError = options.onError ?? (() => {});
     this.registry = new RedisRegistry(
       { command: (what, fn) => this.command(what, fn) },
@@ -165,6 +194,9 @@ export class RedisBus implements Bus {
       connectionName: `burrow-${this.nodeId}`,
       // ioredis keeps a timer this long after disconnect() of an already failed socket (it holds the process open).
       disconnectTimeout: 200,
+      // A command (a health PING at least, see healthCheck) with no byte back for this long: the
+      // connection is silent, not slow; ioredis destroys it and redials.
+      socketTimeout: this.healthCheckMs,
     };
     const commandOptions: RedisOptions = {
       ...base,
@@ -191,6 +223,7 @@ export class RedisBus implements Bus {
             connectTimeout: commandOptions.connectTimeout,
             connectionName: commandOptions.connectionName,
             disconnectTimeout: base.disconnectTimeout,
+            socketTimeout: base.socketTimeout,
             maxRetriesPerRequest: 0,
             autoResendUnfulfilledCommands: false,
             commandTimeout: this.commandTimeoutMs,
@@ -222,10 +255,23 @@ export class RedisBus implements Bus {
       sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.onRedisMessage(channel, message));
       sub.on('close', () => {
         this.listening = false;
+        if (this.subPingSentAt !== undefined) this.subWentSilent = true;
+        this.subPingSentAt = undefined;
+        clearTimeout(this.rejoinTimer);
         this.updateUp();
       });
       sub.on('ready', () => {
-        if (this.subscribed && !this.closed) this.resubscribe(sub);
+        if (!this.subscribed || this.closed) return;
+        if (!this.subWentSilent) {
+          this.resubscribe(sub);
+          return;
+        }
+        // Messages sent to us while it was silent are lost: stay away until the other nodes have seen it.
+        this.rejoinTimer = setTimeout(() => {
+          this.subWentSilent = false;
+          if (sub.status === 'ready' && !this.closed) this.resubscribe(sub);
+        }, this.rejoinDelayMs);
+        this.rejoinTimer.unref();
       });
       this.sub = sub;
       waits.push(waitReady(sub));
@@ -254,6 +300,29 @@ export class RedisBus implements Bus {
     }
     this.started = true;
     this.reportedUp = this.computeUp();
+    this.healthTimer = setInterval(() => this.healthCheck(), this.healthCheckMs);
+    this.healthTimer.unref();
+  }
+
+  /**
+   * PINGs every ready connection (the subscriber too: PING is allowed in subscriber mode), so that
+   * socketTimeout sees a silent one even when nothing else is being sent on it.
+   */
+  private healthCheck(): void {
+    if (this.closed) return;
+    const cmd = this.cmd;
+    const clients: Redis[] = cmd instanceof Cluster ? cmd.nodes('all') : cmd !== undefined ? [cmd] : [];
+    for (const c of clients) if (c.status === 'ready') c.ping().catch(() => {});
+    const sub = this.sub;
+    if (sub?.status === 'ready' && this.subPingSentAt === undefined) {
+      this.subPingSentAt = Date.now();
+      sub.ping().then(
+        () => {
+          if (this.sub === sub) this.subPingSentAt = undefined;
+        },
+        () => {},
+      );
+    }
   }
 
   /**
@@ -515,6 +584,8 @@ export class RedisBus implements Bus {
     if (this.inFlight.size > 0)
       await withTimeout(Promise.allSettled([...this.inFlight]), this.commandTimeoutMs, () => 'publish flush timed out').catch(() => {});
     this.closed = true;
+    clearInterval(this.healthTimer);
+    clearTimeout(this.rejoinTimer);
     this.handlers = undefined;
     this.listening = false;
     await this.starting?.catch(() => {});
