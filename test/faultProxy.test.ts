@@ -61,6 +61,28 @@ describe('fault proxy', () => {
     expect(await c.ended).toBe('ECONNRESET');
   });
 
+  test('reset() of a connection already ending (cut, with bytes still queued) frees it: no socket left half-closed', async () => {
+    // A target that never reads: bytes pile up in the proxy, so cut()'s FIN waits behind them.
+    const held: Socket[] = [];
+    const server = net.createServer((s) => {
+      s.pause();
+      held.push(s);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanups.push(() => {
+      for (const s of held) s.destroy();
+      return new Promise<void>((r) => server.close(() => r()));
+    });
+    const proxy = await FaultProxy.start({ targetPort: (server.address() as AddressInfo).port });
+    cleanups.push(() => proxy.close());
+    const c = await client(proxy.port);
+    c.socket.write(Buffer.alloc(8 * 1024 * 1024));
+    await waitFor(() => proxy.totals.up > 0, 3000, 'bytes through the proxy');
+    proxy.cut();
+    proxy.reset();
+    await waitFor(() => proxy.open === 0, 3000, 'the link closed');
+  });
+
   test('stall() drops bytes both ways without closing; heal() lets new bytes through', async () => {
     const proxy = await proxied();
     const c = await client(proxy.port);

@@ -250,8 +250,13 @@ export class FaultProxy {
         link.target.destroy();
       }, 1000).unref();
     } else if (fault === 'reset') {
-      link.client.resetAndDestroy();
-      link.target.resetAndDestroy();
+      for (const socket of [link.client, link.target]) {
+        // A socket already ending (end() called, its shutdown maybe pending) cannot be reset: Node's
+        // resetAndDestroy() then fails with EINVAL and never closes the handle, so the process spins
+        // at exit. Such a socket is destroyed instead (its FIN is on the way anyway).
+        if (socket.writableEnded) socket.destroy();
+        else socket.resetAndDestroy();
+      }
     } else {
       link.stalled = true;
       // Keep reading (and dropping) so senders see an open window, like a blackhole route.
