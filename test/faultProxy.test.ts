@@ -2,17 +2,13 @@
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { FaultProxy } from './faultProxy';
 import { cleanup, cleanups, waitFor } from './kit';
+import { startTcpServer } from './tcpKit';
 
 afterEach(cleanup);
 
-async function echoTarget(): Promise<number> {
-  const server = net.createServer((s) => {
-    s.on('error', () => {});
-    s.pipe(s);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
-  return (server.address() as AddressInfo).port;
+/** A TCP echo server: what a connection sends comes back, and its end ends the echo. */
+function echoTarget(): Promise<number> {
+  return startTcpServer((s) => s.pipe(s));
 }
 
 async function proxied(): Promise<FaultProxy> {

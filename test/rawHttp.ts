@@ -8,6 +8,7 @@
 import http from 'node:http';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { cleanups } from './kit';
+import { startTcpServer } from './tcpKit';
 
 export interface RawResponse {
   readonly status: number;
@@ -189,6 +190,10 @@ export interface RecordingApp {
   readonly upgrades: SeenRequest[];
 }
 
+function seenRequest(req: http.IncomingMessage, body: Buffer, complete: boolean): SeenRequest {
+  return { method: req.method ?? '', url: req.url ?? '', httpVersion: req.httpVersion, rawHeaders: req.rawHeaders, headers: req.headers, body, complete };
+}
+
 /**
  * A node:http app that records exactly what reaches it and answers 200 with `app <method> <url>`.
  * An upgrade is recorded and answered 101 (then echoes).
@@ -200,15 +205,7 @@ export async function startRecordingApp(): Promise<RecordingApp> {
     const parts: Buffer[] = [];
     req.on('data', (c: Buffer) => parts.push(c));
     const record = (complete: boolean): void => {
-      seen.push({
-        method: req.method ?? '',
-        url: req.url ?? '',
-        httpVersion: req.httpVersion,
-        rawHeaders: req.rawHeaders,
-        headers: req.headers,
-        body: Buffer.concat(parts),
-        complete,
-      });
+      seen.push(seenRequest(req, Buffer.concat(parts), complete));
     };
     req.on('end', () => {
       record(true);
@@ -219,15 +216,7 @@ export async function startRecordingApp(): Promise<RecordingApp> {
     req.on('aborted', () => record(false));
   });
   server.on('upgrade', (req: http.IncomingMessage, socket: Socket) => {
-    upgrades.push({
-      method: req.method ?? '',
-      url: req.url ?? '',
-      httpVersion: req.httpVersion,
-      rawHeaders: req.rawHeaders,
-      headers: req.headers,
-      body: Buffer.alloc(0),
-      complete: true,
-    });
+    upgrades.push(seenRequest(req, Buffer.alloc(0), true));
     socket.on('error', () => {});
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${req.headers.upgrade ?? 'x'}\r\nx-app: yes\r\n\r\n`);
     socket.pipe(socket);
@@ -245,26 +234,17 @@ export async function startRecordingApp(): Promise<RecordingApp> {
 
 /** A raw local TCP server for misbehaving apps; `onConnection` gets each socket. */
 export async function startRawApp(onConnection: (socket: Socket) => void): Promise<{ port: number; connections: () => number }> {
-  const sockets = new Set<Socket>();
   let count = 0;
-  const server = net.createServer((socket) => {
-    count++;
-    // As HTTP servers do (Node's among them): each write goes out at once, not held for an ACK.
-    socket.setNoDelay(true);
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => {});
-    onConnection(socket);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
+  const port = await startTcpServer(
+    (socket) => {
+      count++;
+      // As HTTP servers do (Node's among them): each write goes out at once, not held for an ACK.
+      socket.setNoDelay(true);
+      onConnection(socket);
+    },
+    { allowHalfOpen: false },
   );
-  return { port: (server.address() as AddressInfo).port, connections: () => count };
+  return { port, connections: () => count };
 }
 
 /** Reads one request head (up to CRLF CRLF) from a raw socket, then calls back with it and what followed. */

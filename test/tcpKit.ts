@@ -31,10 +31,10 @@ export async function freeRange(n: number, hosts: readonly string[] = ['127.0.0.
   throw new Error(`no ${n} consecutive free ports found`);
 }
 
-/** A local TCP server (allowHalfOpen), closed at cleanup. */
-export async function startTcpServer(onConnection: (socket: Socket) => void): Promise<number> {
+/** A local TCP server (allowHalfOpen unless told otherwise), closed at cleanup with every connection it accepted. */
+export async function startTcpServer(onConnection: (socket: Socket) => void, options: { readonly allowHalfOpen?: boolean } = {}): Promise<number> {
   const sockets = new Set<Socket>();
-  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+  const server = net.createServer({ allowHalfOpen: options.allowHalfOpen ?? true }, (socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => {});
