@@ -775,8 +775,8 @@ describe('a slow reader', () => {
     client.pause();
     await waitFor(() => written > 0, 3000, 'the app to start writing');
     await waitUntilSteady(() => written, 'the app to be held back', 10_000);
-    // What the relay and the agent hold in memory: one stream window (256 KiB) and a few socket reads
-    // (about 0.7 MB measured), not what the app wrote. V8 releases the memory of collected Buffers
+    // What the relay and the agent hold in memory: one stream window (1 MiB on one node) and a few socket reads
+    // (well under 4 MB), not what the app wrote. V8 releases the memory of collected Buffers
     // concurrently, so the figure is read until it settles (under load it lags a GC by a moment).
     await waitFor(() => bufferBytes() - buffersBefore < 4 * 1024 * 1024, 5000, 'Buffers retained by the relay and agent to settle under 4 MB');
     // The rest sits in kernel socket buffers on the two loopback hops (app to agent, relay to client):
