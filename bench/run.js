@@ -22,6 +22,7 @@ const path = require('node:path');
 const { performance } = require('node:perf_hooks');
 
 const ROOT = path.resolve(__dirname, '..');
+const { summarizeProfileDir } = require('./lib/cpu-profile');
 const RELAY_MAIN = path.join(ROOT, 'apps/relay/dist/main.js');
 const AGENT_BIN = path.join(ROOT, 'apps/agent/dist/bin.js');
 const APP = path.join(__dirname, 'lib/app.js');
@@ -61,6 +62,9 @@ const USAGE = `Usage: node bench/run.js [options]   (or: npm run bench -- [optio
   --setup-runs <n>        agent start-up samples (env BENCH_SETUP_RUNS, default 5)
   --repeat <n>            run every scenario n times, interleaved, and report the median run (env BENCH_REPEAT, default 1)
   --keep-tmp              keep the temp dir (logs, nginx.conf) and print its path
+  --profile               run every relay and agent under node --cpu-prof; prints the hottest functions
+                          of each and keeps the .cpuprofile files (flame graphs: Chrome DevTools, speedscope)
+                          in bench/results/<run>-profiles/. Best with --only <one scenario>
   -h, --help              this help
 `;
 
@@ -76,6 +80,7 @@ function parseArgs(argv, env) {
     repeat: undefined,
     failoverTrials: undefined,
     keepTmp: false,
+    profile: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -127,6 +132,9 @@ function parseArgs(argv, env) {
         break;
       case '--keep-tmp':
         o.keepTmp = true;
+        break;
+      case '--profile':
+        o.profile = true;
         break;
       default:
         usageError(`unknown option "${arg}"`);
@@ -730,15 +738,50 @@ function baseRelayArgs() {
   return ['--host', '127.0.0.1', '--log-level', 'warn', '--max-body-bytes', String(RELAY_MAX_BODY_BYTES), '--admin-listen', 'off'];
 }
 
+/** After the run: the hottest functions of every profiled process, and where the files are. */
+function printProfiles(dir) {
+  const summaries = summarizeProfileDir(dir, 12);
+  const names = Object.keys(summaries);
+  if (names.length === 0) {
+    process.stdout.write(`\nNo CPU profiles were written to ${dir} (a process killed instead of stopped writes none).\n`);
+    return;
+  }
+  process.stdout.write('\nCPU profiles (self time; busy = not waiting in the event loop):\n');
+  for (const name of names) {
+    const s = summaries[name];
+    const busy = s.totalMs - s.idleMs;
+    process.stdout.write(
+      `\n${name}: ${(busy / 1000).toFixed(2)} s busy of ${(s.totalMs / 1000).toFixed(2)} s; GC ${((100 * s.gcMs) / Math.max(1, busy)).toFixed(1)}% of busy, native outside JS ${((100 * s.programMs) / Math.max(1, busy)).toFixed(1)}%\n`,
+    );
+    for (const f of s.top) process.stdout.write(`  ${f.percentOfBusy.toFixed(1).padStart(5)}%  ${f.name}\n`);
+  }
+  fs.writeFileSync(path.join(dir, 'summary.json'), `${JSON.stringify(summaries, null, 2)}\n`);
+  process.stdout.write(
+    `\nProfiles: ${path.relative(process.cwd(), dir) || dir} (open a .cpuprofile in Chrome DevTools > Performance, or speedscope, for the flame graph)\n`,
+  );
+}
+
+/** With --profile: where CPU profiles go (one directory per process name), else undefined. */
+let profileDir;
+/** Node flags for a relay or agent process called `name`: a CPU profile written when it exits. */
+function profileArgs(name) {
+  return profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', path.join(profileDir, name)];
+}
+
 /** A relay; with `redisUrl` it joins the other relays on that redis-server (`--redis`, `--node-id`). */
 async function startRelay({ name = 'relay', logName = 'relay.log', redisUrl, nodeId, args = [] } = {}) {
   const port = await freePort();
   const logFile = path.join(tmpDir, logName);
   const fd = fs.openSync(logFile, 'a');
   const redisArgs = redisUrl !== undefined ? ['--redis', redisUrl, ...(nodeId !== undefined ? ['--node-id', nodeId] : [])] : [];
-  const child = startChild(name, process.execPath, [RELAY_MAIN, '--port', String(port), ...baseRelayArgs(), ...redisArgs, ...args, ...extraRelayArgs()], {
-    stdio: ['ignore', fd, fd],
-  });
+  const child = startChild(
+    name,
+    process.execPath,
+    [...profileArgs(name), RELAY_MAIN, '--port', String(port), ...baseRelayArgs(), ...redisArgs, ...args, ...extraRelayArgs()],
+    {
+      stdio: ['ignore', fd, fd],
+    },
+  );
   fs.closeSync(fd);
   await waitFor(
     'relay /healthz',
@@ -798,7 +841,7 @@ async function startAgent(relay, appPort, { name = 'agent', fileBase = 'agent', 
   const err = fs.openSync(errFile, 'a');
   // stdout to a file, not a pipe: the agent writes one JSON line per request, and a pipe the
   // harness must drain would put the harness's CPU into the measurement.
-  const child = startChild(name, process.execPath, [AGENT_BIN, 'http', String(appPort), '--relay', relay.url, '--json'], {
+  const child = startChild(name, process.execPath, [...profileArgs(name), AGENT_BIN, 'http', String(appPort), '--relay', relay.url, '--json'], {
     env: { BURROW_HOME: home },
     stdio: ['ignore', out, err],
   });
@@ -1275,6 +1318,8 @@ function value(result, metric) {
 async function main() {
   const opts = parseArgs(process.argv.slice(2), process.env);
   keepTmp = opts.keepTmp;
+  const started = new Date();
+  if (opts.profile) profileDir = path.join(RESULTS_DIR, `${started.toISOString().replace(/[:.]/g, '-')}-profiles`);
   for (const f of [RELAY_MAIN, AGENT_BIN]) {
     if (!fs.existsSync(f)) throw new Error(`${path.relative(ROOT, f)} is missing: build first (npx tsc -b, or npm run bench)`);
   }
@@ -1320,7 +1365,6 @@ async function main() {
   }
 
   tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-bench-'));
-  const started = new Date();
   const log = (msg) => process.stderr.write(`bench: ${msg}\n`);
   log(`tool ${opts.tool}, ${opts.durationS} s per run + ${opts.warmupS} s warm-up, nginx ${nginxPath ? 'yes' : 'no'}; temp dir ${tmpDir}`);
 
@@ -1863,6 +1907,7 @@ async function main() {
 
   await shutdownAll();
   clearTimeout(budget);
+  if (profileDir !== undefined) printProfiles(profileDir);
   if (keepTmp) process.stdout.write(`temp dir kept: ${tmpDir}\n`);
   removeTmp();
 }
