@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
-import { FrameBatcher, Mux, type MuxStream } from '@burrow/mux';
+import { FrameBatcher, MAX_BATCH_BYTES, Mux, type MuxStream, sendVectored } from '@burrow/mux';
 import {
   type AccessRules,
   BurrowError,
@@ -188,9 +188,14 @@ class Connection {
       handshakeTimeout: Math.max(1000, deadAfterMs),
     });
     const ws = this.ws;
-    this.batcher = new FrameBatcher((batch) => {
-      if (ws.readyState === WebSocket.OPEN) ws.send(batch, { binary: true });
-    });
+    this.batcher = new FrameBatcher(
+      (batch) => {
+        if (ws.readyState === WebSocket.OPEN) ws.send(batch, { binary: true });
+      },
+      setImmediate,
+      MAX_BATCH_BYTES,
+      (parts, bytes) => sendVectored(ws, parts, bytes),
+    );
   }
 }
 

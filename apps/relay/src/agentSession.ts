@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { BusMessage, Holder } from '@burrow/bus';
-import { FrameBatcher } from '@burrow/mux';
+import { FrameBatcher, MAX_BATCH_BYTES, sendVectored } from '@burrow/mux';
 import {
   BurrowError,
   decodeFrames,
@@ -118,10 +118,19 @@ export class AgentSession {
   ) {
     this.log = ctx.log.child({ session: this.id, remote: remoteAddress });
     this.lastReceivedMs = this.lastSentMs = Date.now();
-    this.batcher = new FrameBatcher((batch) => {
-      this.lastSentMs = Date.now();
-      this.ws.send(batch, { binary: true }, this.onSent);
-    });
+    this.batcher = new FrameBatcher(
+      (batch) => {
+        this.lastSentMs = Date.now();
+        this.ws.send(batch, { binary: true }, this.onSent);
+      },
+      setImmediate,
+      MAX_BATCH_BYTES,
+      (parts, bytes) => {
+        if (!sendVectored(this.ws, parts, bytes, this.onSent)) return false;
+        this.lastSentMs = Date.now();
+        return true;
+      },
+    );
     ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
     ws.on('close', (code) => this.onSocketClosed(code));
     ws.on('error', (err) => this.log.debug({ err }, 'agent socket error'));

@@ -1,7 +1,8 @@
 /**
- * Collects outgoing frames and hands them to the transport as one buffer per turn of the
+ * Collects outgoing frames and hands them to the transport as one message per turn of the
  * event loop (one WebSocket message, one syscall), or sooner once a batch is large.
- * One copy per frame: header and payload are copied into the batch at flush.
+ * Small batches are joined into one buffer at flush (one copy); batches carrying body bytes
+ * go to the VectorWrite as their parts, when the transport has one (no copy).
  */
 import { FRAME_HEADER_BYTES, type FrameType, writeFrameHeader } from '@burrow/protocol';
 import type { FrameSink } from './muxStream';
@@ -15,9 +16,25 @@ export const MAX_BATCH_BYTES = 64 * 1024 - 16;
 
 export type Scheduler = (flush: () => void) => void;
 
+/**
+ * Takes a batch as its parts (frame headers and payloads, in order; `bytes` in all) without
+ * their being joined, or returns false to have them joined and given to `write` instead.
+ */
+export type VectorWrite = (parts: readonly Buffer[], bytes: number) => boolean;
+
+/**
+ * Batches with at least this many payload bytes go to the VectorWrite, if any: joining them
+ * would copy every body byte once more. Smaller ones (request heads, credits) are joined: one
+ * small copy is cheaper than many small buffers in one writev.
+ */
+export const VECTOR_MIN_PAYLOAD_BYTES = 8 * 1024;
+/** ... and with at most this many parts (a writev of many tiny buffers costs more than a copy). */
+export const VECTOR_MAX_PARTS = 64;
+
 export class FrameBatcher implements FrameSink {
   private parts: Buffer[] = [];
   private bytes = 0;
+  private payloadBytes = 0;
   private scheduled = false;
   private closed = false;
 
@@ -25,6 +42,7 @@ export class FrameBatcher implements FrameSink {
     private readonly write: (batch: Buffer) => void,
     private readonly schedule: Scheduler = setImmediate,
     private readonly maxBatchBytes: number = MAX_BATCH_BYTES,
+    private readonly writeVector?: VectorWrite,
   ) {}
 
   sendFrame(type: FrameType, flags: number, streamId: number, payload?: Buffer): void {
@@ -36,6 +54,7 @@ export class FrameBatcher implements FrameSink {
     this.parts.push(header);
     if (len > 0) this.parts.push(payload as Buffer);
     this.bytes += FRAME_HEADER_BYTES + len;
+    this.payloadBytes += len;
     if (this.bytes >= this.maxBatchBytes) {
       this.flush();
     } else if (!this.scheduled) {
@@ -52,10 +71,14 @@ export class FrameBatcher implements FrameSink {
   /** Writes what is pending now. */
   flush(): void {
     if (this.bytes === 0) return;
-    const batch = this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts, this.bytes);
+    const { parts, bytes } = this;
+    const vector = this.writeVector !== undefined && parts.length > 1 && parts.length <= VECTOR_MAX_PARTS && this.payloadBytes >= VECTOR_MIN_PAYLOAD_BYTES;
     this.parts = [];
     this.bytes = 0;
-    if (!this.closed) this.write(batch);
+    this.payloadBytes = 0;
+    if (this.closed) return;
+    if (vector && (this.writeVector as VectorWrite)(parts, bytes)) return;
+    this.write(parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, bytes));
   }
 
   /** Flushes and stops accepting frames. */

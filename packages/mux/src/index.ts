@@ -4,3 +4,4 @@ export * from './bridge';
 export * from './frameBatcher';
 export * from './mux';
 export * from './muxStream';
+export * from './wsVectorSend';
