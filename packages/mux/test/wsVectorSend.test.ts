@@ -114,7 +114,14 @@ describe('sendVectored over a real ws connection', () => {
 describe('FrameBatcher with a vector writer', () => {
   const manual = (): { schedule: (f: () => void) => void; run: () => void } => {
     const pending: Array<() => void> = [];
-    return { schedule: (f) => pending.push(f), run: () => pending.splice(0).forEach((f) => f()) };
+    return {
+      schedule: (f) => {
+        pending.push(f);
+      },
+      run: () => {
+        for (const f of pending.splice(0)) f();
+      },
+    };
   };
 
   test('a batch carrying body bytes goes as its parts, unjoined; small batches are joined', () => {
