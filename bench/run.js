@@ -738,6 +738,24 @@ function baseRelayArgs() {
   return ['--host', '127.0.0.1', '--log-level', 'warn', '--max-body-bytes', String(RELAY_MAX_BODY_BYTES), '--admin-listen', 'off'];
 }
 
+/** Processes that proxy (everything between the load generator and the app). */
+const PATH_PROCESSES = ['relay', 'agent', 'nginx', 'relay-a', 'relay-b', 'agent-x', 'redis'];
+
+/**
+ * CPU time per operation of one run: the proxying processes' and the whole machine's, in µs per
+ * request (req/s), message (msg/s) or MB (MB/s). undefined for runs without a rate (SSE delay).
+ */
+function cpuPerOp(e) {
+  const rate = e.value;
+  if (!(rate > 0) || !e.cpuPercent || typeof e.unit !== 'string') return undefined;
+  const per = e.unit.startsWith('req') ? 'req' : e.unit.startsWith('msg') ? 'msg' : e.unit.startsWith('MB') ? 'MB' : undefined;
+  if (per === undefined) return undefined;
+  const path = PATH_PROCESSES.reduce((sum, k) => sum + (e.cpuPercent[k] ?? 0), 0);
+  // % of one core = centi-seconds of CPU per second: µs per operation = % × 10^4 / rate.
+  const us = (percent) => Math.round((percent * 1e5) / rate) / 10;
+  return { per, pathUs: us(path), machineUs: us(e.cpuPercent.machine ?? 0) };
+}
+
 /** After the run: the hottest functions of every profiled process, and where the files are. */
 function printProfiles(dir) {
   const summaries = summarizeProfileDir(dir, 12);
@@ -1731,15 +1749,22 @@ async function main() {
 
   // CPU per process during each measured window, and anything that went wrong.
   const cpuCols = ['load', 'relay', 'agent', 'app', 'nginx', ...(cross ? ['relay-a', 'relay-b', 'agent-x', 'redis'] : []), 'machine', 'other'];
+  for (const e of [...runs, ...results]) if (!e.failed && e.cpuPercent) e.cpuPerOp = cpuPerOp(e);
   const cpuRows = results
     .filter((e) => !e.failed && e.cpuPercent)
-    .map((e) => [e.title, e.target, ...cpuCols.map((k) => (e.cpuPercent[k] === undefined ? '-' : fmtNum(e.cpuPercent[k], 0)))]);
+    .map((e) => [
+      e.title,
+      e.target,
+      ...cpuCols.map((k) => (e.cpuPercent[k] === undefined ? '-' : fmtNum(e.cpuPercent[k], 0))),
+      e.cpuPerOp ? `${fmtNum(e.cpuPerOp.pathUs, 1)} / ${e.cpuPerOp.per}` : '-',
+      e.cpuPerOp ? fmtNum(e.cpuPerOp.machineUs, 1) : '-',
+    ]);
   if (cpuRows.length > 0) {
     const cores = os.cpus().length;
     process.stdout.write(
-      `\nCPU during the measured window, % of one core (${cores} cores = ${cores * 100}). load = the load generator; machine = every process on the box;\nother = machine minus the bench's processes (high "other" = something else was running: numbers are unreliable):\n`,
+      `\nCPU during the measured window, % of one core (${cores} cores = ${cores * 100}). load = the load generator; machine = every process on the box;\nother = machine minus the bench's processes (high "other" = something else was running: numbers are unreliable);\npath µs = CPU time of the proxying processes (relay, agent, nginx, Redis) per request, message or MB, and machine µs the same for the whole box:\nsteadier than rates from run to run, and what a change to the hot path should lower:\n`,
     );
-    printTable(['scenario', 'target', ...cpuCols], cpuRows, ['l', 'l', ...cpuCols.map(() => 'r')]);
+    printTable(['scenario', 'target', ...cpuCols, 'path µs', 'machine µs'], cpuRows, ['l', 'l', ...cpuCols.map(() => 'r'), 'r', 'r']);
   }
   const problems = [];
   const notes = [];
