@@ -24,6 +24,8 @@ const { performance } = require('node:perf_hooks');
 const ROOT = path.resolve(__dirname, '..');
 const { summarizeProfileDir } = require('./lib/cpu-profile');
 const RELAY_MAIN = path.join(ROOT, 'apps/relay/dist/main.js');
+/** Node flags from the relay's shebang: every relay here runs as `burrow-relay` runs. */
+const RELAY_NODE_FLAGS = require('./lib/node-flags').shebangNodeFlags(path.join(ROOT, 'apps/relay/src/main.ts'));
 const AGENT_BIN = path.join(ROOT, 'apps/agent/dist/bin.js');
 const APP = path.join(__dirname, 'lib/app.js');
 const AC_WORKER = path.join(__dirname, 'lib/autocannon-worker.js');
@@ -795,7 +797,7 @@ async function startRelay({ name = 'relay', logName = 'relay.log', redisUrl, nod
   const child = startChild(
     name,
     process.execPath,
-    [...profileArgs(name), RELAY_MAIN, '--port', String(port), ...baseRelayArgs(), ...redisArgs, ...args, ...extraRelayArgs()],
+    [...RELAY_NODE_FLAGS, ...profileArgs(name), RELAY_MAIN, '--port', String(port), ...baseRelayArgs(), ...redisArgs, ...args, ...extraRelayArgs()],
     {
       stdio: ['ignore', fd, fd],
     },
@@ -1896,6 +1898,7 @@ async function main() {
       nginxBuffering: process.env.BENCH_NGINX_BUFFERING ?? 'off',
     },
     setupDetails: {
+      relayNodeFlags: RELAY_NODE_FLAGS,
       relayArgs: [...baseRelayArgs(), ...extraRelayArgs()],
       crossNode: cross
         ? {

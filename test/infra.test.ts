@@ -387,6 +387,55 @@ describe('infra/systemd', () => {
 
 // ------------------------------------------------------------------------------------------------
 
+describe("the relay's Node flags", () => {
+  const { shebangNodeFlags } = require('../bench/lib/node-flags') as { shebangNodeFlags: (script: string) => string[] };
+  const flags = shebangNodeFlags(join(root, 'apps/relay/src/main.ts'));
+
+  test('the shebang runs node with a 16 MiB young generation (burrow-relay, the Docker image, compose, Kubernetes)', () => {
+    expect(read('apps/relay/src/main.ts').split('\n')[0]).toBe('#!/usr/bin/env -S node --min-semi-space-size=16');
+    expect(flags).toEqual(['--min-semi-space-size=16']);
+    // The image runs burrow-relay, a link to main.js: the shebang applies.
+    expect(read('Dockerfile')).toMatch(/ln -s \/app\/apps\/relay\/dist\/main\.js \/usr\/local\/bin\/burrow-relay/);
+    expect(read('Dockerfile')).toMatch(/ENTRYPOINT \["burrow-relay"\]/);
+  });
+
+  test('the systemd unit and `npm run relay` pass the same flags to node', () => {
+    expect(read('infra/systemd/burrow-relay.service')).toMatch(
+      new RegExp(`^ExecStart=/usr/bin/node ${flags.join(' ')} /opt/burrow/apps/relay/dist/main\\.js$`, 'm'),
+    );
+    const scripts = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts;
+    expect(scripts.relay).toBe(`node ${flags.join(' ')} apps/relay/dist/main.js`);
+  });
+
+  test('this Node accepts them', () => {
+    const r = spawnSync(
+      process.execPath,
+      [...flags, '-e', 'process.stdout.write(String(require("v8").getHeapSpaceStatistics().find((s) => s.space_name === "new_space").space_size))'],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(r.status).toBe(0);
+    // The young generation starts at least 16 MiB large (one semi-space of it counted here).
+    expect(Number(r.stdout)).toBeGreaterThanOrEqual(16 * 1024 * 1024);
+  });
+
+  test('a shebang without flags, or not node, yields none', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'burrow-shebang-'));
+    try {
+      const plain = join(dir, 'a.js');
+      writeFileSync(plain, '#!/usr/bin/env node\n');
+      expect(shebangNodeFlags(plain)).toEqual([]);
+      writeFileSync(plain, '#!/bin/sh\necho\n');
+      expect(shebangNodeFlags(plain)).toEqual([]);
+      writeFileSync(plain, '#!/usr/bin/env -S node --a=1 --b\n');
+      expect(shebangNodeFlags(plain)).toEqual(['--a=1', '--b']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('infra/redis.conf', () => {
   /** directive → arguments; repeated directives (save, client-output-buffer-limit) keep every line. */
   const directives = (text: string): Map<string, string[][]> => {
@@ -553,7 +602,8 @@ describe('docs/OPERATIONS.md walkthrough', () => {
     const script = (blocks[0] ?? '').replace(/\\\n/g, ' ');
     const relayLines = script.split('\n').filter((l) => /apps\/relay\/dist\/main\.js|npm run relay/.test(l));
     expect(relayLines.length).toBeGreaterThan(0);
-    const flags = relayLines.flatMap((l) => l.match(/(?<=\s)--[a-z-]+/g) ?? []);
+    // Relay flags are what follows main.js (Node's own flags come before it).
+    const flags = relayLines.flatMap((l) => l.slice(l.search(/main\.js|npm run relay/)).match(/(?<=\s)--[a-z-]+/g) ?? []);
     expect(flags.filter((f) => !RELAY_FLAGS.has(f))).toEqual([]);
     expect(flags).toEqual(expect.arrayContaining(['--redis', '--node-id', '--admin-listen', '--port']));
   });

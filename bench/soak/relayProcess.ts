@@ -12,6 +12,7 @@ import { cleanups, waitFor } from '../../test/kit';
 
 const ROOT = join(__dirname, '../..');
 const RELAY_BIN = join(ROOT, 'apps/relay/dist/main.js');
+const { shebangNodeFlags } = require('../lib/node-flags') as { shebangNodeFlags: (script: string) => string[] };
 const PROBE = join(__dirname, 'relayProbe.js');
 
 /** process.memoryUsage() as the probe sends it. */
@@ -97,6 +98,8 @@ const LEVELS: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 4
 export async function startRelayNode(options: RelayNodeOptions): Promise<RelayNode> {
   const nodeId = `soak-${options.name}-${process.pid}`;
   const args = [
+    // As burrow-relay runs (its shebang's Node flags), so the memory judged is the shipped relay's.
+    ...shebangNodeFlags(join(ROOT, 'apps/relay/src/main.ts')),
     '--expose-gc',
     '--require',
     PROBE,
