@@ -1,7 +1,8 @@
 /**
  * The benchmark harness still runs end to end (`npm run bench` is not part of CI: it takes
  * minutes). A short run of two scenarios: every target answers, the table and the JSON come
- * out, nothing failed. No timing is asserted: figures belong to bench/, not to tests.
+ * out, nothing failed. No timing is asserted: figures belong to bench/, not to tests (and the
+ * other test files running alongside make them meaningless here anyway).
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
@@ -29,13 +30,13 @@ test('node bench/run.js runs a short get-c1 and ws-echo round: direct and tunnel
   expect({ status: r.status, stderr: r.status === 0 ? '' : r.stderr.slice(-2000) }).toEqual({ status: 0, stderr: '' });
   expect(r.stdout).toMatch(/^GET small, 1 conn +tunnel +[\d,]+ +req\/s/m);
   expect(r.stdout).toMatch(/^WS echo 32 B, 1 conn +tunnel +[\d,]+ +msg\/s/m);
-  expect(r.stdout).toMatch(/No errors or non-2xx responses\./);
   const jsonPath = /^JSON: (.+)$/m.exec(r.stdout)?.[1];
   expect(jsonPath).toBeDefined();
   const file = join(ROOT, jsonPath as string);
   try {
     const report = JSON.parse(readFileSync(file, 'utf8')) as { results: BenchRun[]; problems: string[]; setupDetails: { relayNodeFlags: string[] } };
-    expect(report.problems).toEqual([]);
+    // Warnings that the machine was busy are expected here (the other test files run alongside); nothing else.
+    expect(report.problems.filter((p) => !/^(machine busy before start|other processes used up to)/.test(p))).toEqual([]);
     expect(report.setupDetails.relayNodeFlags).toEqual(['--min-semi-space-size=16']);
     const rows = report.results.map((e) => `${e.scenario}/${e.target}`).sort();
     expect(rows).toEqual(['get-c1/direct', 'get-c1/tunnel', 'ws-echo/direct', 'ws-echo/tunnel']);
