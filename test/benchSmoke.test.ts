@@ -52,4 +52,4 @@ test('node bench/run.js runs a short get-c1 and ws-echo round: direct and tunnel
   } finally {
     rmSync(file, { force: true });
   }
-});
+}, 120_000);
