@@ -1,4 +1,7 @@
-/** @burrow/mux: streams, credit windows and end/reset over one frame channel. Socketless. */
+/**
+ * @burrow/mux: streams, credit windows and end/reset over one frame channel. Socketless, but for
+ * wsVectorSend, which writes a batch onto the socket of a `ws` WebSocket (structurally typed; ws 8).
+ */
 
 export * from './bridge';
 export * from './frameBatcher';
