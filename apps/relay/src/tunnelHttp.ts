@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Holder } from '@burrow/bus';
-import type { MuxStream, StreamHandler } from '@burrow/mux';
+import { corkForTurn, type MuxStream, type StreamHandler } from '@burrow/mux';
 import { type BurrowError, decodeResponseHead, type ErrorCode, FrameType, type Reason } from '@burrow/protocol';
 import { sendError } from './errorResponse';
 import { encodeOpenHead, hasHopByHop } from './forwardHeaders';
@@ -299,6 +299,7 @@ class HttpExchange implements StreamHandler {
       return;
     }
     record.bytesOut += chunk.length;
+    corkForTurn(res);
     if (res.write(chunk)) {
       stream.consumed(chunk.length);
       return;

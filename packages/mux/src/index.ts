@@ -7,4 +7,5 @@ export * from './bridge';
 export * from './frameBatcher';
 export * from './mux';
 export * from './muxStream';
+export * from './tickCork';
 export * from './wsVectorSend';
