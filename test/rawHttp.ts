@@ -5,9 +5,9 @@
  * sent, and a raw local server that can answer anything. Everything started here is registered
  * for cleanup in test/kit.ts's list.
  */
-import http from 'node:http';
-import net, { type AddressInfo, type Socket } from 'node:net';
-import { cleanups } from './kit';
+import type http from 'node:http';
+import net, { type Socket } from 'node:net';
+import { cleanups, startApp } from './kit';
 import { startTcpServer } from './tcpKit';
 
 export interface RawResponse {
@@ -201,7 +201,7 @@ function seenRequest(req: http.IncomingMessage, body: Buffer, complete: boolean)
 export async function startRecordingApp(): Promise<RecordingApp> {
   const seen: SeenRequest[] = [];
   const upgrades: SeenRequest[] = [];
-  const server = http.createServer((req, res) => {
+  const { server, port } = await startApp((req, res) => {
     const parts: Buffer[] = [];
     req.on('data', (c: Buffer) => parts.push(c));
     const record = (complete: boolean): void => {
@@ -221,15 +221,7 @@ export async function startRecordingApp(): Promise<RecordingApp> {
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${req.headers.upgrade ?? 'x'}\r\nx-app: yes\r\n\r\n`);
     socket.pipe(socket);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  return { port: (server.address() as AddressInfo).port, seen, upgrades };
+  return { port, seen, upgrades };
 }
 
 /** A raw local TCP server for misbehaving apps; `onConnection` gets each socket. */
