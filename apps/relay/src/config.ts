@@ -14,6 +14,11 @@ import { DEFAULT_STREAM_WINDOW_BYTES } from '@burrow/protocol';
  */
 export const ONE_NODE_STREAM_WINDOW_BYTES = 1024 * 1024;
 
+/** The window a relay gets when none is set: on Redis (a URL or cluster seeds) the protocol's, alone the larger one. */
+function defaultStreamWindowBytes(redisUrl: unknown, redisCluster: readonly string[] | undefined): number {
+  return redisUrl !== undefined || (redisCluster?.length ?? 0) > 0 ? DEFAULT_STREAM_WINDOW_BYTES : ONE_NODE_STREAM_WINDOW_BYTES;
+}
+
 export interface RelayConfig {
   readonly port: number;
   readonly host: string;
@@ -486,10 +491,7 @@ export function parseRelayConfig(argv: readonly string[], env: Readonly<Record<s
     registrationTimeoutMs: (values.registrationTimeoutMs as number | undefined) ?? 10_000,
     maxStreamsPerTunnel: (values.maxStreamsPerTunnel as number | undefined) ?? 1000,
     streamWindowBytes:
-      (values.streamWindowBytes as number | undefined) ??
-      (values.redisUrl !== undefined || ((values.redisCluster as string[] | undefined) ?? []).length > 0
-        ? DEFAULT_STREAM_WINDOW_BYTES
-        : ONE_NODE_STREAM_WINDOW_BYTES),
+      (values.streamWindowBytes as number | undefined) ?? defaultStreamWindowBytes(values.redisUrl, values.redisCluster as string[] | undefined),
     nodeId: String(values.nodeId ?? randomBytes(6).toString('hex')),
     maxNames: (values.maxNames as number | undefined) ?? 100_000,
     dataDir: values.dataDir === undefined ? undefined : String(values.dataDir),
@@ -595,6 +597,6 @@ export function relayConfig(overrides: Partial<RelayConfig> = {}): RelayConfig {
   if (base.kind !== 'config') throw new Error('unreachable');
   // Embedded relays (tests, libraries) open no admin listener unless asked: several run in one process.
   // A relay given Redis here gets the window a Redis fleet gets from parseRelayConfig.
-  const onRedis = overrides.redisUrl !== undefined || (overrides.redisCluster?.length ?? 0) > 0;
-  return Object.freeze({ ...base.config, adminListen: 'off', ...(onRedis ? { streamWindowBytes: DEFAULT_STREAM_WINDOW_BYTES } : {}), ...overrides });
+  const streamWindowBytes = defaultStreamWindowBytes(overrides.redisUrl, overrides.redisCluster);
+  return Object.freeze({ ...base.config, adminListen: 'off', streamWindowBytes, ...overrides });
 }

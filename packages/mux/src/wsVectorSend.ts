@@ -33,7 +33,8 @@ const MASK_BIT = 0x80;
 /** Header of one unfragmented binary frame of `length` bytes; with `masked`, a zero masking key. */
 export function binaryFrameHeader(length: number, masked: boolean): Buffer {
   const lengthBytes = length < 126 ? 0 : length < 65536 ? 2 : 8;
-  const header = Buffer.alloc(2 + lengthBytes + (masked ? 4 : 0));
+  // From the shared pool (one per batch on the bulk path); every byte is written below.
+  const header = Buffer.allocUnsafe(2 + lengthBytes + (masked ? 4 : 0));
   header[0] = FIN_BINARY;
   const maskBit = masked ? MASK_BIT : 0;
   if (lengthBytes === 0) header[1] = maskBit | length;
@@ -45,6 +46,7 @@ export function binaryFrameHeader(length: number, masked: boolean): Buffer {
     header.writeUInt32BE(Math.floor(length / 2 ** 32), 2);
     header.writeUInt32BE(length >>> 0, 6);
   }
+  if (masked) header.writeUInt32BE(0, 2 + lengthBytes);
   return header;
 }
 
