@@ -151,7 +151,11 @@ export function verifyRegistration(payload: RegisterPayload, input: VerifyRegist
   }
   const { v, pub, nonce, iat, ttl, aud, session, subdomain, token, tcp, connect } = claims;
   if (v !== PROTOCOL_VERSION)
-    throw new BurrowError('BURROW_ERR_UNSUPPORTED_VERSION', `registration for protocol ${String(v)}, relay speaks ${PROTOCOL_VERSION}`);
+    // JSON.stringify, not String(): a parsed object may carry a "toString" that is not a function.
+    throw new BurrowError(
+      'BURROW_ERR_UNSUPPORTED_VERSION',
+      `registration for protocol ${(JSON.stringify(v) ?? 'none').slice(0, 40)}, relay speaks ${PROTOCOL_VERSION}`,
+    );
   if (typeof pub !== 'string' || typeof nonce !== 'string' || typeof aud !== 'string') {
     throw new BurrowError('BURROW_ERR_BAD_REGISTRATION', 'registration needs string pub, nonce and aud');
   }

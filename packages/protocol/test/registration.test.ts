@@ -190,6 +190,11 @@ describe('verifyRegistration: malformed (rejected before the signature is checke
     delete c.v;
     expect(codeOf(() => verify(signRaw(c)))).toBe('BURROW_ERR_UNSUPPORTED_VERSION');
   });
+
+  test('a version that is an object with a "toString" that is not a function is refused with a code, not a TypeError (found by the fuzzer)', () => {
+    expect(codeOf(() => verify(signRaw(claimsWith({ v: { toString: {} } }))))).toBe('BURROW_ERR_UNSUPPORTED_VERSION');
+    expect(codeOf(() => verify(signRaw(claimsWith({ v: { valueOf: 1, toString: 'x'.repeat(500) } }))))).toBe('BURROW_ERR_UNSUPPORTED_VERSION');
+  });
 });
 
 describe('verifyRegistration: names (the name rules themselves are covered in naming.test.ts)', () => {
